@@ -1,0 +1,236 @@
+"""The command line both editions share, parsed into a typed :class:`Options`.
+
+Each ``__main__`` is then a few lines. A bad value ends the program with exit
+status 2 and one line on stderr — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import ipaddress
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from common.limits import Limits
+
+_DEFAULTS = Limits()
+
+
+class Edition(enum.Enum):
+    """The two shells around the one core, with the book's port for threaded."""
+
+    THREADED = "threaded"
+    ASYNCIO = "asyncio"
+
+    @property
+    def default_port(self) -> int:
+        # 7878 is the book's ("rust" on a phone keypad); asyncio takes the next
+        # one so that both editions can run side by side.
+        return 7878 if self is Edition.THREADED else 7879
+
+
+class LoopChoice(enum.Enum):
+    """Which event loop the asyncio edition runs on."""
+
+    AUTO = "auto"
+    ASYNCIO = "asyncio"
+    UVLOOP = "uvloop"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Everything a server needs to know from its command line."""
+
+    edition: Edition
+    host: str = "127.0.0.1"
+    port: int = 7878
+    sleep_seconds: float = 5.0
+    log_level: str = "info"
+    access_log: bool = True
+    keep_alive_timeout: float = _DEFAULTS.keep_alive_timeout
+    header_timeout: float = _DEFAULTS.header_timeout
+    write_timeout: float = _DEFAULTS.write_timeout
+    max_connections: int = 1024
+    max_requests: int | None = None
+    shutdown_timeout: float = 10.0
+    workers: int = 4
+    queue_size: int = 1024
+    loop: LoopChoice = LoopChoice.AUTO
+
+    def limits(self) -> Limits:
+        """The protocol limits with this command line's timeouts."""
+        return Limits(
+            keep_alive_timeout=self.keep_alive_timeout,
+            header_timeout=self.header_timeout,
+            write_timeout=self.write_timeout,
+        )
+
+
+def _number(
+    kind: Callable[[str], float], minimum: float, strict: bool, what: str
+) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if math.isnan(value) or math.isinf(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return convert
+
+
+_seconds = _number(float, 0.0, True, "a positive number of seconds")
+_delay = _number(float, 0.0, False, "a number of seconds >= 0")
+_count = _number(int, 1, False, "a whole number >= 1")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not in 0..65535")
+    return value
+
+
+def _host(text: str) -> str:
+    candidate = text.removeprefix("[").removesuffix("]")
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        pass
+    labels = text.rstrip(".").split(".")
+    if text and all(
+        label and len(label) <= 63 and label.replace("-", "").isalnum()
+        for label in labels
+    ):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not an IP address or host name")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser(edition: Edition) -> argparse.ArgumentParser:
+    """The argparse parser for ``edition``; see the README for every flag."""
+    threaded = edition is Edition.THREADED
+    what = "a hand-built thread pool" if threaded else "asyncio"
+    parser = _Parser(
+        prog="python -m " + ("threaded" if threaded else "asyncio_server"),
+        description=f"The Rust book's hello web server, served by {what}.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--host", type=_host, default="127.0.0.1", help="address to listen on")
+    add(
+        "--port",
+        type=_port,
+        default=edition.default_port,
+        help="port to listen on; 0 picks a free one (the log says which)",
+    )
+    add(
+        "--sleep-seconds",
+        type=_delay,
+        default=5.0,
+        help="how long GET /sleep waits before answering",
+    )
+    add(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="debug shows the book's worker messages",
+    )
+    add(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log one line per request at info level",
+    )
+    add(
+        "--keep-alive-timeout",
+        type=_seconds,
+        default=_DEFAULTS.keep_alive_timeout,
+        help="close a connection idle this long between requests",
+    )
+    add(
+        "--header-timeout",
+        type=_seconds,
+        default=_DEFAULTS.header_timeout,
+        help="answer 408 when a request is not complete this long after it began",
+    )
+    add(
+        "--write-timeout",
+        type=_seconds,
+        default=_DEFAULTS.write_timeout,
+        help="drop a client that accepts none of a response for this long",
+    )
+    add(
+        "--max-connections",
+        type=_count,
+        default=1024,
+        help="answer 503 to connections beyond this many",
+    )
+    add(
+        "--max-requests",
+        type=_count,
+        default=None,
+        help="shut down gracefully after this many responses (the book's take(2))",
+    )
+    add(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=10.0,
+        help="on SIGINT/SIGTERM, how long in-flight requests may take to finish",
+    )
+    if edition is Edition.THREADED:
+        add("--workers", type=_count, default=4, help="threads in the pool")
+        add(
+            "--queue-size",
+            type=_count,
+            default=1024,
+            help="jobs that may wait for a worker before new ones get 503",
+        )
+    else:
+        add(
+            "--loop",
+            choices=[choice.value for choice in LoopChoice],
+            default=LoopChoice.AUTO.value,
+            help="event loop; auto uses uvloop when it is installed",
+        )
+    return parser
+
+
+def parse_options(edition: Edition, argv: Sequence[str] | None = None) -> Options:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) into :class:`Options`."""
+    args = build_parser(edition).parse_args(sys.argv[1:] if argv is None else argv)
+    threaded = edition is Edition.THREADED
+    return Options(
+        edition=edition,
+        host=args.host,
+        port=args.port,
+        sleep_seconds=args.sleep_seconds,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        keep_alive_timeout=args.keep_alive_timeout,
+        header_timeout=args.header_timeout,
+        write_timeout=args.write_timeout,
+        max_connections=int(args.max_connections),
+        max_requests=None if args.max_requests is None else int(args.max_requests),
+        shutdown_timeout=args.shutdown_timeout,
+        workers=int(args.workers) if threaded else 4,
+        queue_size=int(args.queue_size) if threaded else 1024,
+        loop=LoopChoice.AUTO if threaded else LoopChoice(args.loop),
+    )

@@ -1,0 +1,103 @@
+"""One HTTP/1.1 connection, sans I/O: bytes in, exchanges out.
+
+The shells own the socket and the clock; this owns everything else about a
+connection — parsing, routing, keep-alive, what to do after an error — so the
+two editions behave the same by construction. A shell's loop is::
+
+    conn.receive(data)                  # b"" means the client closed
+    while (exchange := conn.next_exchange()) is not None:
+        wait exchange.reply.delay       # time.sleep or asyncio.sleep
+        send exchange.render(responder)
+    if conn.closed: close the socket
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.errors import ProtocolError
+from common.limits import Limits
+from common.parser import HTTPVersion, RequestParser
+from common.response import ConnectionHeader, Responder
+from common.routes import Reply, Router, error_reply
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request (or one failure) and the reply chosen for it."""
+
+    request_line: str
+    """As received, for the access log; ``-`` when it could not be parsed."""
+    reply: Reply
+    keep_alive: bool
+    """False when the connection must close after this reply."""
+    head: bool = False
+    version: HTTPVersion = HTTPVersion.HTTP_1_1
+
+    def render(self, responder: Responder, *, closing: bool = False) -> bytes:
+        """The bytes to send; ``closing`` forces ``Connection: close``
+        (the server is shutting down or recycling)."""
+        if closing or not self.keep_alive:
+            header = ConnectionHeader.CLOSE
+        elif self.version is HTTPVersion.HTTP_1_0:
+            header = ConnectionHeader.KEEP_ALIVE
+        else:
+            header = ConnectionHeader.NONE
+        return responder.render(self.reply, header, head=self.head)
+
+    @classmethod
+    def failure(cls, error: ProtocolError) -> Exchange:
+        return cls(request_line="-", reply=error_reply(error), keep_alive=False)
+
+
+class HttpConnection:
+    """The protocol state of one client connection."""
+
+    def __init__(self, router: Router, limits: Limits | None = None) -> None:
+        self._router = router
+        self._parser = RequestParser(limits)
+        self.closed = False
+        """True once the connection must close after the replies handed out."""
+
+    def receive(self, data: bytes) -> None:
+        """Bytes from the client; ``b""`` means it closed its side."""
+        if data:
+            self._parser.feed(data)
+        else:
+            self._parser.feed_eof()
+
+    @property
+    def mid_request(self) -> bool:
+        """Part of a request has arrived: the header deadline applies."""
+        return self._parser.mid_request
+
+    def next_exchange(self) -> Exchange | None:
+        """The next request's exchange, or None until more bytes arrive."""
+        if self.closed:
+            return None
+        try:
+            request = self._parser.next_request()
+        except ProtocolError as error:
+            return self.fail(error)
+        if request is None:
+            return None
+        # A client that sent Expect: 100-continue may be holding its body back
+        # until we answer (RFC 9110 §10.1.1); since we answer at once without
+        # reading it, we must close rather than misread the body as a request.
+        keep_alive = request.keep_alive and not (
+            request.expects_continue and self._parser.body_pending
+        )
+        if not keep_alive:
+            self.closed = True
+        return Exchange(
+            request_line=request.request_line,
+            reply=self._router.resolve(request),
+            keep_alive=keep_alive,
+            head=request.method == "HEAD",
+            version=request.version,
+        )
+
+    def fail(self, error: ProtocolError) -> Exchange:
+        """End the connection with ``error``'s response (timeouts, overload)."""
+        self.closed = True
+        return Exchange.failure(error)

@@ -1,0 +1,59 @@
+"""Logging set-up, the start-up line and the access-log line of both editions."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from common.cli import Options
+from common.connection import Exchange
+
+ACCESS_LOGGER = "hello.access"
+
+
+def configure_logging(level: str) -> None:
+    """Plain lines on stderr: time, level, message (the book printed to stdout)."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(message)s",
+        force=True,
+    )
+
+
+def url(host: str, port: int) -> str:
+    """``http://HOST:PORT``, with brackets around an IPv6 address."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def listening_message(options: Options, port: int, details: str) -> str:
+    """``Listening on http://HOST:PORT (EDITION, DETAILS)`` with the real port.
+
+    Tests and the bench read the port from this line when they start a server
+    on ``--port 0``, so its shape is part of the interface.
+    """
+    return (
+        f"Listening on {url(options.host, port)} ({options.edition.value}, {details})"
+    )
+
+
+class AccessLog:
+    """One line per response: client, request line, status, bytes, duration."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._logger = logging.getLogger(ACCESS_LOGGER)
+        self.enabled = enabled
+
+    def record(self, client: str, exchange: Exchange, sent: int, started: int) -> None:
+        """Log one exchange; ``started`` is ``time.perf_counter_ns()`` at its start."""
+        if not self.enabled or not self._logger.isEnabledFor(logging.INFO):
+            return
+        millis = (time.perf_counter_ns() - started) / 1e6
+        self._logger.info(
+            '%s "%s" %d %d %.1fms',
+            client,
+            exchange.request_line,
+            exchange.reply.status.value,
+            sent,
+            millis,
+        )

@@ -1,0 +1,481 @@
+"""An incremental HTTP/1.1 request parser: bytes in, requests out, no I/O.
+
+Feed it whatever arrived — one byte, half a header, ten pipelined requests —
+and ask for the next complete request. It never blocks and never touches a
+socket, so the thread-pool shell and the event-loop shell drive it the same
+way, and a worker is never parked on a half-received request.
+
+A request is handed out as soon as its head is complete; its body (if any) is
+then read and discarded from the bytes that follow, so the next pipelined
+request starts exactly where this one ends (RFC 9112 §6.3). Nothing here
+imports socket, threading, asyncio or time.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from common.errors import (
+    BadRequest,
+    ContentTooLarge,
+    HeaderFieldsTooLarge,
+    MethodNotImplemented,
+    ProtocolError,
+    TransferCodingNotImplemented,
+    URITooLong,
+    VersionNotSupported,
+)
+from common.limits import Limits
+
+# RFC 9110 §9: the methods this server recognises. Anything else that is a
+# valid token is answered 501; these are answered by the routes (405 where
+# a route does not allow them).
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+
+# The grammar, in one place (RFC 9110 §5.6.2, §5.5; RFC 9112 §3, §5; RFC 3986).
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
+_VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])")
+_PCHARS = rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})"
+_ORIGIN_FORM = re.compile(rb"/" + _PCHARS + rb"*(?:\?(?:" + _PCHARS + rb"|\?)*)?")
+_ABSOLUTE_FORM = re.compile(
+    rb"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)((?:/" + _PCHARS + rb"*)?)"
+    rb"((?:\?(?:" + _PCHARS + rb"|\?)*)?)"
+)
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
+    rb"(?::[0-9]*)?"
+)
+_DIGITS = re.compile(rb"[0-9]+")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;[^\x00-\x08\x0a-\x1f\x7f]*)?")
+
+
+class HTTPVersion(enum.Enum):
+    """The two versions this server speaks (anything else is 505)."""
+
+    HTTP_1_0 = "HTTP/1.0"
+    HTTP_1_1 = "HTTP/1.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One parsed request head. Header names are lower-case, values stripped."""
+
+    method: str
+    target: str
+    path: str
+    version: HTTPVersion
+    headers: tuple[tuple[str, str], ...]
+    keep_alive: bool
+    expects_continue: bool = False
+    has_body: bool = False
+
+    @property
+    def request_line(self) -> str:
+        return f"{self.method} {self.target} {self.version.value}"
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower-case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class _State(enum.Enum):
+    HEAD = enum.auto()  # waiting for (the rest of) a request head
+    BODY = enum.auto()  # discarding a Content-Length body
+    CHUNK_SIZE = enum.auto()  # waiting for a chunk-size line
+    CHUNK_DATA = enum.auto()  # discarding chunk data
+    CHUNK_END = enum.auto()  # waiting for the CRLF after chunk data
+    TRAILERS = enum.auto()  # reading trailer lines until the blank one
+    FAILED = enum.auto()  # a protocol error was raised; nothing more is parsed
+
+
+class RequestParser:
+    """Turns a byte stream from one connection into requests, in order.
+
+    ``feed`` appends bytes, ``feed_eof`` records that the client will send
+    no more, and ``next_request`` returns the next complete request head,
+    ``None`` when more bytes are needed, or raises :class:`ProtocolError`.
+    After an error the parser is finished: the connection must close.
+    """
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self._limits = limits or Limits()
+        self._buffer = bytearray()
+        self._state = _State.HEAD
+        self._remaining = 0  # body or chunk bytes still to discard
+        self._body_seen = 0  # chunked body bytes so far, against max_body_bytes
+        self._trailer_bytes = 0
+        self._eof = False
+        self._deferred: ProtocolError | None = None
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes received from the client."""
+        if self._state is not _State.FAILED:
+            self._buffer += data
+
+    def feed_eof(self) -> None:
+        """The client closed its side; what is buffered is all there will be."""
+        self._eof = True
+
+    @property
+    def mid_request(self) -> bool:
+        """True while part of a request (head or body) has arrived but not all.
+
+        Shells use this to choose a deadline: the header deadline while it is
+        True, the idle keep-alive deadline while it is False.
+        """
+        if self._state is _State.HEAD:
+            return bool(self._buffer.lstrip(b"\r\n"))
+        return self._state is not _State.FAILED
+
+    @property
+    def body_pending(self) -> bool:
+        """True while the body of the last request is still being discarded."""
+        return self._state not in (_State.HEAD, _State.FAILED)
+
+    def next_request(self) -> Request | None:
+        """The next complete request, or None if more bytes are needed."""
+        if self._deferred is not None:
+            error, self._deferred = self._deferred, None
+            raise error
+        if self._state is _State.FAILED:
+            return None
+        try:
+            if self._state is not _State.HEAD:
+                self._discard_body()
+                if self.body_pending:
+                    self._check_eof("request body")
+                    return None
+            request = self._parse_head()
+        except ProtocolError:
+            self._fail()
+            raise
+        if request is not None and self._state is not _State.HEAD:
+            # Swallow whatever of the body is already here, so that
+            # body_pending tells the truth when the reply is chosen. A framing
+            # error in it belongs to the next call: this request is still good.
+            try:
+                self._discard_body()
+            except ProtocolError as error:
+                self._fail()
+                self._deferred = error
+        return request
+
+    def _fail(self) -> None:
+        self._state = _State.FAILED
+        self._buffer.clear()
+
+    def _check_eof(self, what: str) -> None:
+        """More bytes are needed: fine, unless the client has closed."""
+        if self._eof:
+            raise BadRequest(f"connection closed in the middle of the {what}")
+
+    # -- the head ------------------------------------------------------------
+
+    def _parse_head(self) -> Request | None:
+        buf = self._buffer
+        # RFC 9112 §2.2: a server SHOULD ignore empty lines before a request line.
+        if buf.startswith((b"\r", b"\n")):
+            del buf[: len(buf) - len(buf.lstrip(b"\r\n"))]
+        if not buf:
+            return None
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            head_end, body_start = end, end + 4
+        else:
+            head_end, body_start = self._find_blank_line(buf)
+            if head_end < 0:
+                self._check_incomplete_head(buf)
+                self._check_eof("request head")
+                return None
+        head = bytes(buf[:head_end])
+        del buf[:body_start]
+        return self._parse_complete_head(head)
+
+    @staticmethod
+    def _find_blank_line(buf: bytearray) -> tuple[int, int]:
+        """Where the head ends when some lines end in a bare LF (RFC 9112 §2.2)."""
+        candidates = [
+            (pos, pos + width)
+            for pos, width in ((buf.find(b"\n\n"), 2), (buf.find(b"\n\r\n"), 3))
+            if pos >= 0
+        ]
+        return min(candidates) if candidates else (-1, -1)
+
+    def _check_incomplete_head(self, buf: bytearray) -> None:
+        """Refuse a head that is already too long before it is even complete."""
+        limits = self._limits
+        newline = buf.find(b"\n")
+        line_length = len(buf) if newline < 0 else len(buf[:newline].rstrip(b"\r"))
+        if line_length > limits.max_request_line:
+            raise URITooLong(
+                f"request line longer than {limits.max_request_line} bytes"
+            )
+        if newline >= 0 and len(buf) - newline - 1 > limits.max_header_bytes:
+            raise HeaderFieldsTooLarge(
+                f"header section larger than {limits.max_header_bytes} bytes"
+            )
+
+    def _parse_complete_head(self, head: bytes) -> Request:
+        limits = self._limits
+        request_line, _, header_block = head.partition(b"\n")
+        request_line = request_line.removesuffix(b"\r")
+        if len(request_line) > limits.max_request_line:
+            raise URITooLong(
+                f"request line longer than {limits.max_request_line} bytes"
+            )
+        if len(header_block) > limits.max_header_bytes:
+            raise HeaderFieldsTooLarge(
+                f"header section larger than {limits.max_header_bytes} bytes"
+            )
+        method, target, version = _parse_request_line(request_line)
+        headers = _parse_fields(header_block, limits.max_header_count)
+        return self._build_request(method, target, version, headers)
+
+    def _build_request(
+        self,
+        method: str,
+        target: bytes,
+        version: HTTPVersion,
+        headers: tuple[tuple[str, str], ...],
+    ) -> Request:
+        path = _route_path(method, target)
+        hosts = [value for name, value in headers if name == "host"]
+        if len(hosts) > 1:
+            raise BadRequest("more than one Host header")
+        if not hosts and version is HTTPVersion.HTTP_1_1:
+            raise BadRequest("HTTP/1.1 request without a Host header")
+        if hosts and not _HOST.fullmatch(hosts[0].encode("latin-1")):
+            raise BadRequest("invalid Host header")
+        tokens = _connection_tokens(headers)
+        if version is HTTPVersion.HTTP_1_1:
+            keep_alive = "close" not in tokens
+        else:
+            keep_alive = "keep-alive" in tokens and "close" not in tokens
+        expects_continue = any(
+            name == "expect" and value.lower() == "100-continue"
+            for name, value in headers
+        )
+        has_body = self._start_body(version, headers)
+        return Request(
+            method=method,
+            target=target.decode("ascii"),
+            path=path,
+            version=version,
+            headers=headers,
+            keep_alive=keep_alive,
+            expects_continue=expects_continue and has_body,
+            has_body=has_body,
+        )
+
+    # -- the body (RFC 9112 §6) ---------------------------------------------
+
+    def _start_body(
+        self, version: HTTPVersion, headers: tuple[tuple[str, str], ...]
+    ) -> bool:
+        """Decide how the body is framed; return whether there is one."""
+        codings_values = [v for n, v in headers if n == "transfer-encoding"]
+        lengths = [v for n, v in headers if n == "content-length"]
+        if codings_values:
+            if version is HTTPVersion.HTTP_1_0:
+                raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+            if lengths:
+                raise BadRequest("both Transfer-Encoding and Content-Length")
+            codings = [c.strip().lower() for v in codings_values for c in v.split(",")]
+            if codings[-1] != "chunked":
+                raise BadRequest("Transfer-Encoding whose final coding is not chunked")
+            if codings.count("chunked") > 1:
+                raise BadRequest("chunked applied more than once")
+            unknown = [c for c in codings if c != "chunked"]
+            if unknown:
+                raise TransferCodingNotImplemented(
+                    f"transfer coding {unknown[0]!r} is not supported"
+                )
+            self._state = _State.CHUNK_SIZE
+            self._body_seen = 0
+            return True
+        if not lengths:
+            return False
+        if len(lengths) > 1 or not _DIGITS.fullmatch(lengths[0].encode("latin-1")):
+            raise BadRequest("invalid Content-Length")
+        length = int(lengths[0])
+        if length > self._limits.max_body_bytes:
+            raise ContentTooLarge(
+                f"request body larger than {self._limits.max_body_bytes} bytes"
+            )
+        if length == 0:
+            return False
+        self._state = _State.BODY
+        self._remaining = length
+        return True
+
+    def _discard_body(self) -> None:
+        """Consume as much of the current body as is buffered."""
+        buf = self._buffer
+        while buf and self._state is not _State.HEAD:
+            state = self._state
+            if state is _State.BODY or state is _State.CHUNK_DATA:
+                taken = min(self._remaining, len(buf))
+                del buf[:taken]
+                self._remaining -= taken
+                if self._remaining == 0:
+                    self._state = (
+                        _State.HEAD if state is _State.BODY else _State.CHUNK_END
+                    )
+            elif state is _State.CHUNK_END:
+                if len(buf) < 2:
+                    return
+                if buf[:2] != b"\r\n":
+                    raise BadRequest("chunk data not followed by CRLF")
+                del buf[:2]
+                self._state = _State.CHUNK_SIZE
+            elif state is _State.CHUNK_SIZE:
+                line = self._take_line(self._limits.max_chunk_line, "chunk-size line")
+                if line is None:
+                    return
+                self._start_chunk(line)
+            else:  # TRAILERS
+                line = self._take_line(self._limits.max_header_bytes, "trailer")
+                if line is None:
+                    return
+                self._trailer_line(line)
+
+    def _take_line(self, limit: int, what: str) -> bytes | None:
+        """A CRLF-terminated line from the buffer (bare LF refused in bodies)."""
+        buf = self._buffer
+        end = buf.find(b"\r\n")
+        if end < 0:
+            if len(buf) > limit:
+                raise BadRequest(f"{what} longer than {limit} bytes")
+            return None
+        if end > limit:
+            raise BadRequest(f"{what} longer than {limit} bytes")
+        line = bytes(buf[:end])
+        del buf[: end + 2]
+        if b"\n" in line or b"\r" in line:
+            raise BadRequest(f"bare CR or LF in a {what}")
+        return line
+
+    def _start_chunk(self, line: bytes) -> None:
+        match = _CHUNK_SIZE.fullmatch(line)
+        if match is None:
+            raise BadRequest("invalid chunk-size line")
+        size = int(match.group(1), 16)
+        self._body_seen += size
+        if self._body_seen > self._limits.max_body_bytes:
+            raise ContentTooLarge(
+                f"request body larger than {self._limits.max_body_bytes} bytes"
+            )
+        if size == 0:
+            self._state = _State.TRAILERS
+            self._trailer_bytes = 0
+        else:
+            self._state = _State.CHUNK_DATA
+            self._remaining = size
+
+    def _trailer_line(self, line: bytes) -> None:
+        if not line:
+            self._state = _State.HEAD
+            return
+        self._trailer_bytes += len(line) + 2
+        if self._trailer_bytes > self._limits.max_header_bytes:
+            raise HeaderFieldsTooLarge("trailer section too large")
+        _parse_field(line)
+
+
+# -- helpers: pure functions of bytes -----------------------------------------
+
+
+def _parse_request_line(line: bytes) -> tuple[str, bytes, HTTPVersion]:
+    """``method SP request-target SP HTTP-version`` (RFC 9112 §3), strictly."""
+    if b"\r" in line:
+        raise BadRequest("bare CR in the request line")
+    parts = line.split(b" ")
+    if len(parts) != 3 or not all(parts):
+        raise BadRequest("malformed request line")
+    method, target, version = parts
+    if not _TOKEN.fullmatch(method):
+        raise BadRequest("invalid method")
+    match = _VERSION.fullmatch(version)
+    if match is None:
+        raise BadRequest("malformed HTTP version")
+    if version == b"HTTP/1.1":
+        parsed = HTTPVersion.HTTP_1_1
+    elif version == b"HTTP/1.0":
+        parsed = HTTPVersion.HTTP_1_0
+    else:
+        raise VersionNotSupported(f"{version.decode('ascii')} is not supported")
+    name = method.decode("ascii")
+    if name not in KNOWN_METHODS:
+        raise MethodNotImplemented(f"method {name} is not implemented")
+    return name, target, parsed
+
+
+def _parse_fields(block: bytes, max_count: int) -> tuple[tuple[str, str], ...]:
+    """Header field lines (RFC 9112 §5), each ending in CRLF or a bare LF."""
+    if not block:
+        return ()
+    lines = block.split(b"\n")
+    if len(lines) > max_count:
+        raise HeaderFieldsTooLarge(f"more than {max_count} header fields")
+    return tuple(_parse_field(line.removesuffix(b"\r")) for line in lines)
+
+
+def _parse_field(line: bytes) -> tuple[str, str]:
+    if line[:1] in (b" ", b"\t"):
+        raise BadRequest("obsolete line folding in a header")
+    name, colon, value = line.partition(b":")
+    if not colon:
+        raise BadRequest("header line without a colon")
+    if not _TOKEN.fullmatch(name):
+        # Also catches whitespace between the name and the colon (§5.1).
+        raise BadRequest("invalid header field name")
+    value = value.strip(b" \t")
+    if not _FIELD_VALUE.fullmatch(value):
+        raise BadRequest("control character in a header value")
+    return name.decode("ascii").lower(), value.decode("latin-1")
+
+
+def _connection_tokens(headers: tuple[tuple[str, str], ...]) -> set[str]:
+    return {
+        token.strip().lower()
+        for name, value in headers
+        if name == "connection"
+        for token in value.split(",")
+    }
+
+
+def _route_path(method: str, target: bytes) -> str:
+    """The path to route on, from any of the four target forms (RFC 9112 §3.2)."""
+    if target[:1] == b"/":
+        if not _ORIGIN_FORM.fullmatch(target):
+            raise BadRequest("invalid request target")
+        path = target.partition(b"?")[0]
+    elif target == b"*":
+        if method != "OPTIONS":
+            raise BadRequest("asterisk-form is only for OPTIONS")
+        return "*"
+    elif method == "CONNECT":
+        if not _HOST.fullmatch(target) or b":" not in target:
+            raise BadRequest("CONNECT needs an authority-form target")
+        return ""
+    else:
+        match = _ABSOLUTE_FORM.fullmatch(target)
+        if match is None:
+            raise BadRequest("invalid request target")
+        scheme, authority, path = match.group(1, 2, 3)
+        if scheme.lower() not in (b"http", b"https"):
+            raise BadRequest("absolute-form target must be http or https")
+        if not authority or not _HOST.fullmatch(authority):
+            raise BadRequest("invalid authority in the request target")
+        path = path or b"/"
+    text = path.decode("ascii")
+    return unquote(text) if "%" in text else text

@@ -1,0 +1,37 @@
+"""Fixtures: servers started on --port 0 and always stopped afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from support import EDITIONS, RunningServer, start_server
+
+ServerFactory = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def server_factory() -> Iterator[ServerFactory]:
+    """Start servers with ``factory(edition, *args)``; all are killed at the end."""
+    started: list[RunningServer] = []
+
+    def factory(edition: str, *args: str, cwd: str | None = None) -> RunningServer:
+        server = start_server(edition, *args, cwd=cwd)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture(params=EDITIONS)
+def edition(request: pytest.FixtureRequest) -> str:
+    """Each end-to-end test runs once per edition."""
+    return str(request.param)
+
+
+@pytest.fixture
+def server(edition: str, server_factory: ServerFactory) -> RunningServer:
+    """A server of ``edition`` with a short /sleep and the access log on."""
+    return server_factory(edition, "--sleep-seconds", "0.2")

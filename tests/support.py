@@ -1,0 +1,205 @@
+"""Test helpers: start a real server on --port 0, and a tiny raw-socket client.
+
+Servers run as subprocesses of this interpreter. We learn the real port from
+the ``Listening on http://HOST:PORT (...)`` line instead of sleeping, and every
+server started here is ended by PID in the fixture's teardown, pass or fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+MODULES = {"threaded": "threaded", "asyncio": "asyncio_server"}
+EDITIONS = tuple(MODULES)
+_LISTENING = re.compile(r"Listening on http://\[?([^\]\s]+?)\]?:(\d+) \(")
+START_TIMEOUT = 15.0
+
+
+@dataclass
+class RunningServer:
+    """A server subprocess and everything it has logged so far."""
+
+    edition: str
+    process: subprocess.Popen[str]
+    host: str = "127.0.0.1"
+    port: int = 0
+    lines: list[str] = field(default_factory=list)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def _pump(self) -> None:
+        stream = self.process.stderr
+        assert stream is not None
+        for line in stream:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """Block until a log line matches ``pattern``; fail after ``timeout``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    if match := regex.search(line):
+                        return match
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or (
+                    self.process.poll() is not None and seen == len(self.lines)
+                ):
+                    raise AssertionError(
+                        f"no log line matching {pattern!r}; log:\n" + self.log()
+                    )
+                self._changed.wait(min(left, 0.1))
+
+    def log(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        """Wait for the process to exit; return its status."""
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def start_server(edition: str, *args: str, cwd: str | None = None) -> RunningServer:
+    """Start ``python -m <edition> --port 0 ARGS`` and wait for its port."""
+    command = [sys.executable, "-m", MODULES[edition], "--port", "0", *args]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+    server = RunningServer(edition=edition, process=process)
+    threading.Thread(target=server._pump, daemon=True).start()
+    try:
+        match = server.wait_for_log(_LISTENING.pattern, START_TIMEOUT)
+    except AssertionError:
+        server.kill()
+        raise
+    server.host, server.port = match.group(1), int(match.group(2))
+    return server
+
+
+# -- a raw-socket client --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Response:
+    """One parsed response; ``raw`` is every byte of it."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+    raw: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+def connect(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class ResponseReader:
+    """Reads responses one by one from a socket, keeping any extra bytes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buffer += data
+        return bool(data)
+
+    def read(self, *, head: bool = False) -> Response:
+        """The next response; ``head`` when it answers a HEAD (no body)."""
+        while b"\r\n\r\n" not in self.buffer:
+            if not self._fill():
+                raise ConnectionError(f"closed before a full head: {self.buffer!r}")
+        head_bytes, _, rest = self.buffer.partition(b"\r\n\r\n")
+        status_line, *lines = head_bytes.decode("latin-1").split("\r\n")
+        _, status, reason = status_line.split(" ", 2)
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = 0 if head else int(headers.get("content-length", "0"))
+        self.buffer = rest
+        while len(self.buffer) < length:
+            if not self._fill():
+                raise ConnectionError("closed before the full body")
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        raw = head_bytes + b"\r\n\r\n" + body
+        return Response(int(status), reason, headers, body, raw)
+
+    def at_eof(self, timeout: float = 5.0) -> bool:
+        """True when the server closes with no further bytes."""
+        self.sock.settimeout(timeout)
+        try:
+            return not self.buffer and not self._fill()
+        except ConnectionResetError:
+            return not self.buffer
+
+
+def request(
+    port: int,
+    path: str = "/",
+    *,
+    method: str = "GET",
+    headers: str = "Host: localhost\r\n",
+    host: str = "127.0.0.1",
+    timeout: float = 10.0,
+) -> Response:
+    """One request on a fresh connection."""
+    with connect(port, host, timeout) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\n{headers}\r\n".encode())
+        return ResponseReader(sock).read(head=method == "HEAD")
+
+
+def send_raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``data``, then read until the server closes; everything it sent."""
+    with connect(port, timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
+        return b"".join(chunks)
+
+
+def iter_statuses(raw: bytes) -> Iterator[int]:
+    """The status codes of every response in a byte stream."""
+    for match in re.finditer(rb"HTTP/1\.1 (\d{3}) ", raw):
+        yield int(match.group(1))
