@@ -37,6 +37,9 @@ class RequestTimeout(ProtocolError):
 
     status = HTTPStatus.REQUEST_TIMEOUT
 
+    def __init__(self, detail: str = "The request did not arrive in time.") -> None:
+        super().__init__(detail)
+
 
 class ContentTooLarge(ProtocolError):
     """A request body longer than we are willing to read and discard: 413."""
@@ -78,6 +81,11 @@ class ServiceUnavailable(ProtocolError):
     """The server is full (connections or queue); try again shortly: 503."""
 
     status = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(
+        self, detail: str = "The server is busy; please try again in a moment."
+    ) -> None:
+        super().__init__(detail)
 
     def extra_headers(self) -> tuple[tuple[str, str], ...]:
         return (("Retry-After", "1"),)
