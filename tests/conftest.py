@@ -35,3 +35,16 @@ def edition(request: pytest.FixtureRequest) -> str:
 def server(edition: str, server_factory: ServerFactory) -> RunningServer:
     """A server of ``edition`` with a short /sleep and the access log on."""
     return server_factory(edition, "--sleep-seconds", "0.2")
+
+
+@pytest.fixture(scope="session")
+def shared_servers() -> Iterator[dict[str, RunningServer]]:
+    """One long-lived server per edition, for read-only tests that may share one."""
+    servers: dict[str, RunningServer] = {}
+    try:
+        for name in EDITIONS:
+            servers[name] = start_server(name, "--sleep-seconds", "0.2")
+        yield servers
+    finally:
+        for running in servers.values():
+            running.kill()

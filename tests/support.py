@@ -203,3 +203,30 @@ def iter_statuses(raw: bytes) -> Iterator[int]:
     """The status codes of every response in a byte stream."""
     for match in re.finditer(rb"HTTP/1\.1 (\d{3}) ", raw):
         yield int(match.group(1))
+
+
+def exchange_raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``data``, half-close, and return all the server sent before closing.
+
+    The half-close tells the server nothing more is coming, so it answers
+    what it has and closes; a send cut short by an early close still reads
+    whatever answer the server managed to send.
+    """
+    with connect(port, timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
+        return b"".join(chunks)
+
+
+def without_date(raw: bytes) -> bytes:
+    """The response bytes with every ``Date`` value blanked out."""
+    return re.sub(rb"\r\nDate: [^\r]*\r\n", b"\r\nDate: -\r\n", raw)
