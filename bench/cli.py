@@ -1,0 +1,489 @@
+"""The command line: ``python -m bench [latency]`` and ``python -m bench throughput``.
+
+Everything the user can get wrong is checked before a server starts or a
+request leaves: numbers and their ranges, URLs, names, output paths, whether
+matplotlib is there for ``--plot``, whether each ``--target`` answers. Each
+such mistake is one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import math
+import re
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn, TextIO
+
+from bench import client, report, servers
+from bench.client import BadTarget, Endpoint
+from bench.model import EDITIONS
+from bench.progress import Progress
+from bench.scenarios import EditionRun, LatencySettings, run_latency
+from bench.throughput import (
+    BUILTIN,
+    MODES,
+    WRK,
+    Load,
+    ThroughputError,
+    ThroughputRun,
+    find_wrk,
+    run_builtin,
+    run_wrk,
+)
+
+PROG = "python -m bench"
+PROBE_TIMEOUT = 3.0
+MAX_CONCURRENCY = 1000
+"""Both editions refuse connections beyond --max-connections (1024 by default)."""
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered the way Ctrl-C is so that the same clean-up runs.
+
+    A KeyboardInterrupt subclass because asyncio lets exactly those (and
+    SystemExit) through a running loop at once instead of storing them in a
+    task.
+    """
+
+
+# -- argument types ---------------------------------------------------------------
+
+
+def _ranged(
+    kind: Callable[[str], float], low: float, high: float, what: str
+) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if math.isnan(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {what} between {low:g} and {high:g}"
+            )
+        return value
+
+    return convert
+
+
+def _positive(high: float, what: str) -> Callable[[str], float]:
+    convert = _ranged(float, 0.0, high, what)
+
+    def positive(text: str) -> float:
+        value = convert(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} above 0")
+        return value
+
+    return positive
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A server the user started: ``--target NAME=URL``."""
+
+    name: str
+    endpoint: Endpoint
+
+
+def _target(text: str) -> Target:
+    name, equals, url = text.partition("=")
+    if not equals or not _NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=URL (NAME: letters, digits, '.', '_', '-')"
+        )
+    try:
+        return Target(name, Endpoint.parse(url))
+    except BadTarget as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _editions(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in EDITIONS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: choose from {','.join(EDITIONS)} (comma-separated)"
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{text!r} names an edition twice")
+    return names
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _common(parser: argparse.ArgumentParser, *, concurrency: int) -> None:
+    add = parser.add_argument
+    add(
+        "--concurrency",
+        type=_ranged(int, 1, MAX_CONCURRENCY, "a whole number"),
+        default=concurrency,
+        metavar="C",
+        help="simultaneous connections",
+    )
+    add(
+        "--workers",
+        type=_ranged(int, 1, 256, "a whole number"),
+        default=4,
+        metavar="N",
+        help="threads in the threaded edition's pool (and in its model)",
+    )
+    add(
+        "--editions",
+        type=_editions,
+        default=None,
+        metavar="LIST",
+        help="editions to start and measure (default: threaded,asyncio, "
+        "or none when --target is given)",
+    )
+    add(
+        "--target",
+        type=_target,
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="also measure a server that is already running (repeatable); "
+        "the only way to send traffic off loopback",
+    )
+    add("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    add("--quiet", action="store_true", help="no progress on stderr")
+
+
+def build_latency_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Latency of GET /sleep and GET / under both editions, side by "
+        "side with a queueing model. 'python -m bench throughput --help' "
+        "for the requests-per-second bench.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _common(parser, concurrency=16)
+    add = parser.add_argument
+    add(
+        "--sleep-seconds",
+        type=_positive(60, "a number of seconds"),
+        default=1.0,
+        metavar="S",
+        help="how long GET /sleep waits (passed to the editions started)",
+    )
+    add(
+        "--duration",
+        type=_positive(600, "a number of seconds"),
+        default=None,
+        metavar="D",
+        help="time limit per edition; unanswered requests then count as "
+        "timeouts (default: twice the slowest model plus 5 s)",
+    )
+    add(
+        "--rate",
+        type=_positive(200, "a number of requests per second"),
+        default=20.0,
+        metavar="R",
+        help="GET / per second while the /sleep requests run",
+    )
+    add("--plot", type=Path, metavar="FILE.png", help="draw the latencies (matplotlib)")
+    return parser
+
+
+def build_throughput_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=f"{PROG} throughput",
+        description="Hello-page requests per second per edition, with keep-alive "
+        "and with Connection: close; wrk when it is on PATH.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _common(parser, concurrency=16)
+    add = parser.add_argument
+    add(
+        "--duration",
+        type=_positive(600, "a number of seconds"),
+        default=5.0,
+        metavar="D",
+        help="seconds of load per edition and connection mode",
+    )
+    add(
+        "--client",
+        choices=["auto", "wrk", "builtin"],
+        default="auto",
+        help="load generator: auto uses wrk when it is on PATH",
+    )
+    return parser
+
+
+# -- configuration ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to measure: editions to start, targets already running, outputs."""
+
+    editions: tuple[str, ...]
+    targets: tuple[Target, ...]
+    workers: int
+    json: Path | None
+
+    def names(self) -> list[str]:
+        return [*self.editions, *(target.name for target in self.targets)]
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    targets = tuple(args.target)
+    editions = args.editions
+    if editions is None:
+        editions = () if targets else EDITIONS
+    plan = Plan(editions, targets, int(args.workers), args.json)
+    names = plan.names()
+    if duplicated := sorted({name for name in names if names.count(name) > 1}):
+        raise UsageError(f"the name {duplicated[0]!r} is used twice")
+    if plan.json is not None:
+        _check_output(plan.json, "--json")
+    return plan
+
+
+def _check_output(path: Path, option: str) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder")
+
+
+# -- running ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _interrupt_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt for the duration, so that the
+    ``finally`` blocks that stop the servers run for it as for Ctrl-C."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+async def _check_targets(targets: Sequence[Target], progress: Progress) -> None:
+    """Every target must answer GET / before anything else starts."""
+    for target in targets:
+        sample = await client.probe(target.endpoint, PROBE_TIMEOUT)
+        if sample.error is not None and sample.status is None:
+            raise UsageError(
+                f"cannot reach target {target.name} at {target.endpoint.url}: "
+                f"{sample.error}"
+            )
+        where = "" if target.endpoint.loopback else " (not loopback: as asked)"
+        progress.phase(
+            f"target {target.name} at {target.endpoint.url}{where} answered "
+            f"{sample.status} in {sample.latency_ns / 1e6:.1f} ms"
+        )
+
+
+async def _warm_up(name: str, endpoint: Endpoint) -> None:
+    """One GET / first: the first request of a fresh process pays for imports
+    and caches, and must not be charged to the scenario."""
+    sample = await client.probe(endpoint, PROBE_TIMEOUT)
+    if sample.status is None:
+        raise servers.ServerError(
+            f"{name} at {endpoint.url} does not answer: {sample.error}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """One server to measure, started by the bench or given with --target."""
+
+    name: str
+    endpoint: Endpoint
+    details: str
+    started: bool
+
+
+def _subjects(plan: Plan, launched: dict[str, servers.LaunchedServer]) -> list[Subject]:
+    """The editions started, then the targets, in the order given."""
+    chosen = []
+    for name in plan.editions:
+        server = launched[name]
+        assert server.endpoint is not None  # launched() guarantees it
+        chosen.append(Subject(name, server.endpoint, server.details, started=True))
+    chosen.extend(
+        Subject(t.name, t.endpoint, "target", started=False) for t in plan.targets
+    )
+    return chosen
+
+
+def latency_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> int:
+    args = build_latency_parser().parse_args(argv)
+    if args.quiet:
+        progress.silence()
+    plan = _plan(args)
+    settings = LatencySettings(
+        concurrency=int(args.concurrency),
+        sleep_seconds=args.sleep_seconds,
+        workers=plan.workers,
+        rate=args.rate,
+        duration=args.duration,
+    )
+    if args.plot is not None:
+        _check_output(args.plot, "--plot")
+        if not report.plot_available():
+            raise UsageError(f"--plot needs matplotlib: {report.PLOT_EXTRA}")
+    client.run(lambda: _check_targets(plan.targets, progress))
+    server_settings = servers.ServerSettings(settings.sleep_seconds, settings.workers)
+
+    async def measure(subjects: list[Subject]) -> list[EditionRun]:
+        runs = []
+        for subject in subjects:
+            name = subject.name
+            await _warm_up(name, subject.endpoint)
+            # A target named after an edition is compared with that edition's
+            # model, on the bench's --workers and --sleep-seconds.
+            model = settings.model(name) if name in EDITIONS else None
+            progress.phase(
+                f"{name}: {settings.concurrency} x GET /sleep + GET / at "
+                f"{settings.rate:g}/s (time limit {settings.time_limit():g} s)"
+            )
+            run = await run_latency(
+                name,
+                subject.endpoint,
+                settings,
+                details=subject.details,
+                started=subject.started,
+                model=model,
+                status=progress.status,
+            )
+            progress.phase(f"{name}: done in {run.wall_seconds:.1f} s")
+            runs.append(run)
+        return runs
+
+    with servers.launched(
+        plan.editions, server_settings, on_event=progress.phase
+    ) as launched:
+        runs = client.run(functools.partial(measure, _subjects(plan, launched)))
+    progress.done()
+    stdout.write(report.latency_table(settings, runs))
+    stdout.flush()
+    if plan.json is not None:
+        document = report.latency_json(settings, runs, client.loop_name())
+        report.write_json(plan.json, document)
+        progress.phase(f"wrote {plan.json}")
+    if args.plot is not None:
+        report.write_plot(args.plot, settings, runs)
+        progress.phase(f"wrote {args.plot}")
+    return EXIT_OK
+
+
+def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> int:
+    args = build_throughput_parser().parse_args(argv)
+    if args.quiet:
+        progress.silence()
+    plan = _plan(args)
+    connections = int(args.concurrency)
+    seconds: float = args.duration
+    wrk = find_wrk() if args.client in ("auto", "wrk") else None
+    if args.client == "wrk" and wrk is None:
+        raise UsageError("--client wrk: wrk is not on PATH")
+    if wrk is not None:
+        progress.phase(f"using wrk ({wrk}), 1 thread, {connections} connections")
+    else:
+        why = "--client builtin" if args.client == "builtin" else "wrk is not on PATH"
+        progress.phase(
+            f"{why}: using the built-in asyncio client ({client.loop_name()}); "
+            "on a small machine it may itself be the bottleneck"
+        )
+    client.run(lambda: _check_targets(plan.targets, progress))
+    # /sleep plays no part here; the editions get the latency bench's defaults.
+    server_settings = servers.ServerSettings(sleep_seconds=1.0, workers=plan.workers)
+    runs: list[ThroughputRun] = []
+    with servers.launched(
+        plan.editions, server_settings, on_event=progress.phase
+    ) as launched:
+        for subject in _subjects(plan, launched):
+            name = subject.name
+            client.run(functools.partial(_warm_up, name, subject.endpoint))
+            for mode in MODES:
+                load = Load(name, subject.endpoint, mode, connections, seconds)
+                tool = WRK if wrk is not None else BUILTIN
+                progress.phase(
+                    f"{name}: {mode}, {connections} connections, {seconds:g} s ({tool})"
+                )
+                if wrk is not None:
+                    run = run_wrk(wrk, load)
+                else:
+                    run = client.run(functools.partial(run_builtin, load))
+                progress.phase(f"{name}: {mode}: {run.requests_per_second:.0f} req/s")
+                runs.append(run)
+    progress.done()
+    stdout.write(report.throughput_table(runs))
+    stdout.flush()
+    if plan.json is not None:
+        report.write_json(plan.json, report.throughput_json(runs, seconds))
+        progress.phase(f"wrote {plan.json}")
+    return EXIT_OK
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the bench; return the exit status.
+
+    0 when it ran, 1 when a server failed to start or answer (or wrk failed),
+    2 on bad input, 128 + the signal number when interrupted.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    command = "latency"
+    if arguments and arguments[0] in ("latency", "throughput"):
+        command = arguments.pop(0)
+    progress = Progress(err)
+    prog = PROG if command == "latency" else f"{PROG} throughput"
+    try:
+        with _interrupt_on_sigterm():
+            if command == "throughput":
+                return throughput_main(arguments, out, progress)
+            return latency_main(arguments, out, progress)
+    except UsageError as error:
+        progress.done()
+        err.write(f"{prog}: error: {error} (see --help)\n")
+        return EXIT_USAGE
+    except (servers.ServerError, ThroughputError, OSError) as error:
+        progress.done()
+        err.write(f"{prog}: failed: {error}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt as interrupt:
+        progress.done()
+        err.write(f"{prog}: interrupted; the servers it started are stopped\n")
+        signum = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+        return 128 + signum

@@ -1,0 +1,228 @@
+"""``python -m bench throughput``: hello-page requests per second.
+
+C connections for D seconds, once with keep-alive and once with
+``Connection: close`` (a new TCP connection per request, which is what the
+threaded edition's acceptor and the event loop's accept path pay for).
+``wrk`` is used when it is on PATH: it is written in C and will not be the
+bottleneck. The built-in asyncio client is a fallback, and on a small machine
+it shares the CPU with the server it measures — the figures are then a floor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+from bench.client import Endpoint, KeepAliveClient, fetch
+from bench.stats import NS_PER_SECOND, PERCENTILES, Sample, percentile
+
+MODES = ("keep-alive", "close")
+WRK = "wrk"
+BUILTIN = "built-in"
+MAX_REQUESTS = 2_000_000
+"""The built-in client's bound on requests per run, whatever the duration."""
+
+
+class ThroughputError(RuntimeError):
+    """wrk failed or printed something we cannot read."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputRun:
+    """One edition, one connection mode, one client."""
+
+    name: str
+    url: str
+    mode: str
+    client: str
+    connections: int
+    seconds: float
+    requests: int
+    errors: int
+    requests_per_second: float
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "mode": self.mode,
+            "client": self.client,
+            "connections": self.connections,
+            "seconds": self.seconds,
+            "requests": self.requests,
+            "errors": self.errors,
+            "requests_per_second": self.requests_per_second,
+            "latency_s": {
+                "p50": self.p50,
+                "p90": self.p90,
+                "p99": self.p99,
+                "max": self.max,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """One measurement to make: which server, which mode, how hard, how long."""
+
+    name: str
+    endpoint: Endpoint
+    mode: str
+    connections: int
+    seconds: float
+
+
+def find_wrk() -> str | None:
+    """The path of ``wrk`` when it is on PATH."""
+    return shutil.which("wrk")
+
+
+# -- wrk ------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_TIME = r"([\d.]+)(us|ms|s|m|h)"
+
+
+def _seconds(value: str, unit: str) -> float:
+    return float(value) * _UNITS[unit]
+
+
+def wrk_command(wrk: str, load: Load) -> list[str]:
+    """One wrk thread: on two cores the other one belongs to the server.
+
+    wrk takes whole seconds; a shorter run is rounded up to one.
+    """
+    command = [
+        wrk,
+        "--threads",
+        "1",
+        "--connections",
+        str(load.connections),
+        "--duration",
+        f"{max(1, round(load.seconds))}s",
+        "--timeout",
+        "5s",
+        "--latency",
+    ]
+    if load.mode == "close":
+        command += ["--header", "Connection: close"]
+    return [*command, load.endpoint.url + "/"]
+
+
+def parse_wrk(output: str, load: Load) -> ThroughputRun:
+    """Read wrk's report: requests, time, errors, req/s, latency distribution."""
+    total = re.search(r"(\d+) requests in " + _TIME, output)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if total is None or rate is None:
+        first = output.strip().splitlines()[:1]
+        raise ThroughputError(f"cannot read wrk's output: {first}")
+    errors = 0
+    if sockets := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    ):
+        errors += sum(int(group) for group in sockets.groups())
+    if non_2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        errors += int(non_2xx.group(1))
+    distribution = {
+        int(match.group(1)): _seconds(match.group(2), match.group(3))
+        for match in re.finditer(r"^\s+(\d+)%\s+" + _TIME, output, re.MULTILINE)
+    }
+    latency_max = None
+    if line := re.search(
+        r"Latency\s+" + _TIME + r"\s+" + _TIME + r"\s+" + _TIME, output
+    ):
+        latency_max = _seconds(line.group(5), line.group(6))
+    return ThroughputRun(
+        name=load.name,
+        url=load.endpoint.url,
+        mode=load.mode,
+        client=WRK,
+        connections=load.connections,
+        seconds=_seconds(total.group(2), total.group(3)),
+        requests=int(total.group(1)),
+        errors=errors,
+        requests_per_second=float(rate.group(1)),
+        p50=distribution.get(50),
+        p90=distribution.get(90),
+        p99=distribution.get(99),
+        max=latency_max,
+    )
+
+
+def run_wrk(wrk: str, load: Load) -> ThroughputRun:
+    """Run wrk to completion (killed by PID if it overruns or we are stopped)."""
+    command = wrk_command(wrk, load)
+    limit = max(1, round(load.seconds)) + 30
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=limit,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ThroughputError(f"wrk did not finish within {limit} s") from None
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip().splitlines()[:1]
+        raise ThroughputError(f"wrk exited with status {done.returncode}: {why}")
+    return parse_wrk(done.stdout, load)
+
+
+# -- the built-in client --------------------------------------------------------
+
+
+async def run_builtin(load: Load) -> ThroughputRun:
+    """C closed-loop clients for ``seconds``; keep-alive or a connection each.
+
+    Closed loop on purpose here: the question is how many requests a second
+    the server completes when it is never idle, not how long each waits.
+    """
+    endpoint = load.endpoint
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + load.seconds
+    origin = time.perf_counter_ns()
+    samples: list[Sample] = []
+
+    async def keep_alive_client() -> None:
+        client = KeepAliveClient(endpoint)
+        try:
+            while loop.time() < deadline and len(samples) < MAX_REQUESTS:
+                samples.append(await client.get("/", origin, deadline=deadline + 5))
+        finally:
+            await client.close()
+
+    async def closing_client() -> None:
+        while loop.time() < deadline and len(samples) < MAX_REQUESTS:
+            samples.append(await fetch(endpoint, "/", origin, deadline=deadline + 5))
+
+    client = keep_alive_client if load.mode == "keep-alive" else closing_client
+    await asyncio.gather(*(client() for _ in range(load.connections)))
+    elapsed = (time.perf_counter_ns() - origin) / NS_PER_SECOND
+    good = sorted(s.latency_ns / NS_PER_SECOND for s in samples if s.ok)
+    p50, p90, p99 = (
+        (percentile(good, pct) for pct in PERCENTILES) if good else (None,) * 3
+    )
+    return ThroughputRun(
+        name=load.name,
+        url=endpoint.url,
+        mode=load.mode,
+        client=BUILTIN,
+        connections=load.connections,
+        seconds=elapsed,
+        requests=len(samples),
+        errors=len(samples) - len(good),
+        requests_per_second=len(good) / elapsed if elapsed > 0 else 0.0,
+        p50=p50,
+        p90=p90,
+        p99=p99,
+        max=good[-1] if good else None,
+    )

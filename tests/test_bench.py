@@ -1,0 +1,528 @@
+"""The bench: against both real editions with tiny settings, and every refusal.
+
+End-to-end runs use sleep 0.1 s, C=4 and 2 workers: the threaded edition then
+serves the /sleep requests in two waves (the last near 0.2 s) and the asyncio
+edition in one (near 0.1 s) — the book's point, small enough to run in CI.
+Everything else (the model, percentiles, URL parsing, wrk's report, the
+response reader, the table and the plot) is checked without a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import cli, report, servers
+from bench.client import BadTarget, Endpoint, read_response
+from bench.model import QueueModel
+from bench.scenarios import EditionRun, LatencySettings, RouteResult
+from bench.stats import NS_PER_SECOND, Sample, percentile, summarise
+from bench.throughput import Load, parse_wrk, wrk_command
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ("--sleep-seconds", "0.1", "--concurrency", "4", "--workers", "2")
+TABLE_ROW = re.compile(
+    r"^(?P<edition>\S*)\s+(?P<route>/\S*)?\s*(?P<kind>measured|model)\s+"
+    r"(?P<count>\d+)\s+(?P<errors>\d+|-)\s+"
+    r"(?P<p50>[\d.]+)\s+(?P<p90>[\d.]+)\s+(?P<p99>[\d.]+)\s+(?P<max>[\d.]+)\s+"
+    r"(?P<rate>[\d.]+)$"
+)
+
+
+def bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m bench ARGS`` as a user would run it, from the checkout."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    """The bench in this process: exit status, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    status = cli.main(list(args), stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def closed_port() -> int:
+    """A loopback port that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def assert_one_line_error(stderr: str, *needles: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    assert lines[0].startswith("python -m bench"), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+# -- end to end, both editions ----------------------------------------------------
+
+
+def test_latency_bench_against_both_editions(tmp_path: Path) -> None:
+    results = tmp_path / "bench.json"
+    done = bench(*TINY, "--json", str(results))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    # Progress on stderr, the table alone on stdout.
+    assert "bench: threaded listening on http://127.0.0.1:" in done.stderr
+    assert "bench: stopped asyncio (pid" in done.stderr
+    assert "bench:" not in done.stdout
+
+    rows = [
+        m.groupdict()
+        for line in done.stdout.splitlines()
+        if (m := TABLE_ROW.match(line))
+    ]
+    assert len(rows) == 8, done.stdout  # 2 editions x 2 routes x measured/model
+    assert [(r["edition"], r["route"], r["kind"]) for r in rows[:4]] == [
+        ("threaded", "/sleep", "measured"),
+        ("", None, "model"),
+        ("threaded", "/", "measured"),
+        ("", None, "model"),
+    ]
+    assert [r["edition"] for r in rows[4::2]] == ["asyncio", "asyncio"]
+    assert "ceil(k/2) x 0.1 s" in done.stdout
+
+    document = json.loads(results.read_text())
+    assert document["bench"] == "latency"
+    assert document["settings"]["concurrency"] == 4
+    editions = {edition["name"]: edition for edition in document["editions"]}
+    assert list(editions) == ["threaded", "asyncio"]
+    for edition in editions.values():
+        assert edition["started"] is True
+        assert edition["url"].startswith("http://127.0.0.1:")
+        assert set(edition["routes"]) == {"/sleep", "/"}
+        sleep = edition["routes"]["/sleep"]
+        assert set(sleep) == {"summary", "model", "samples"}
+        assert sleep["summary"]["count"] == 4
+        assert sleep["summary"]["errors"] == 0
+        assert set(sleep["summary"]["latency_s"]) == {"p50", "p90", "p99", "max"}
+        assert len(sleep["samples"]) == 4
+        for sample in sleep["samples"]:
+            assert set(sample) == {"start_ns", "latency_ns", "status", "error"}
+            assert sample["status"] == 200
+            assert isinstance(sample["latency_ns"], int)
+        assert edition["routes"]["/"]["summary"]["errors"] == 0
+
+    threaded = editions["threaded"]["routes"]["/sleep"]["summary"]["latency_s"]
+    asyncio_ = editions["asyncio"]["routes"]["/sleep"]["summary"]["latency_s"]
+    # Two waves of two on the pool, one wave on the event loop.
+    assert 0.09 <= threaded["p50"] < 0.18
+    assert 0.18 <= threaded["max"] < 0.35
+    assert 0.09 <= asyncio_["max"] < 0.18
+    model = editions["threaded"]["routes"]["/sleep"]["model"]["latency_s"]
+    assert model["max"] == pytest.approx(0.2)
+
+
+def test_throughput_with_the_builtin_client() -> None:
+    done = bench(
+        "throughput",
+        "--duration",
+        "0.3",
+        "--concurrency",
+        "2",
+        "--workers",
+        "2",
+        "--client",
+        "builtin",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "may itself be the bottleneck" in done.stderr
+    rows = [
+        line.split()
+        for line in done.stdout.splitlines()
+        if line.startswith(("threaded ", "asyncio "))
+    ]
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        ("threaded", "keep-alive", "built-in"),
+        ("threaded", "close", "built-in"),
+        ("asyncio", "keep-alive", "built-in"),
+        ("asyncio", "close", "built-in"),
+    ]
+    for row in rows:
+        requests, errors, rate = int(row[4]), int(row[5]), float(row[6])
+        assert requests > 0
+        assert errors == 0
+        assert rate > 0
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not on PATH")
+def test_throughput_with_wrk(tmp_path: Path) -> None:
+    results = tmp_path / "throughput.json"
+    done = bench(
+        "throughput",
+        "--editions",
+        "asyncio",
+        "--duration",
+        "1",
+        "--concurrency",
+        "2",
+        "--client",
+        "wrk",
+        "--json",
+        str(results),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "using wrk" in done.stderr
+    runs = json.loads(results.read_text())["runs"]
+    assert [(run["name"], run["mode"], run["client"]) for run in runs] == [
+        ("asyncio", "keep-alive", "wrk"),
+        ("asyncio", "close", "wrk"),
+    ]
+    assert all(run["requests_per_second"] > 0 for run in runs)
+
+
+def test_sigterm_stops_the_bench_and_its_servers() -> None:
+    """Interrupted mid-run, the bench still stops every server it started."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--sleep-seconds",
+            "5",
+            "--concurrency",
+            "2",
+            "--workers",
+            "1",
+            "--editions",
+            "threaded",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 20
+        while not any("x GET /sleep" in line for line in seen):
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            assert line is not None, "".join(seen)
+            seen.append(line)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 128 + signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    while (line := lines.get(timeout=5)) is not None:
+        seen.append(line)
+    log = "".join(seen)
+    assert "interrupted" in log
+    (pid,) = re.findall(r"listening on \S+ \(.*pid (\d+)\)", log)
+    assert f"stopped threaded (pid {pid}, exit" in log
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)
+
+
+def test_a_server_that_fails_to_start_is_reported_and_the_rest_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(servers.MODULES, "threaded", "no_such_module_for_the_bench")
+    status, out, err = run_main(*TINY)
+    assert status == 1
+    assert out == ""
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("python -m bench: failed: threaded exited with status 1")
+    assert "no_such_module_for_the_bench" in last
+    (pid,) = re.findall(r"stopped asyncio \(pid (\d+), exit", err)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)
+
+
+# -- refusals: one line, exit 2 ---------------------------------------------------
+
+
+def test_closed_target_port_is_a_one_line_error() -> None:
+    port = closed_port()
+    done = bench("--target", f"x=http://127.0.0.1:{port}")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert_one_line_error(
+        done.stderr, f"cannot reach target x at http://127.0.0.1:{port}", "refused"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--concurrency", "0"), "--concurrency"),
+        (("--concurrency", "many"), "'many' is not a whole number"),
+        (("--concurrency", "5000"), "between 1 and 1000"),
+        (("--sleep-seconds", "-1"), "--sleep-seconds"),
+        (("--sleep-seconds", "nan"), "--sleep-seconds"),
+        (("--duration", "0"), "above 0"),
+        (("--workers", "1.5"), "--workers"),
+        (("--rate", "inf"), "--rate"),
+        (("--editions", "threaded,rust"), "choose from threaded,asyncio"),
+        (("--editions", "asyncio,asyncio"), "twice"),
+        (("--target", "no-equals-sign"), "NAME=URL"),
+        (("--target", "x=ftp://127.0.0.1:1"), "only http://"),
+        (("--target", "x=http://127.0.0.1:99999"), "not a valid URL"),
+        (("--target", "x=http://127.0.0.1:1/sleep"), "origin only"),
+        (
+            ("--target", "x=http://127.0.0.1:1", "--target", "x=http://[::1]:1"),
+            "used twice",
+        ),
+        (("--json", "/no/such/folder/out.json"), "does not exist"),
+        (("--no-such-option",), "unrecognized arguments"),
+        (("throughput", "--duration", "-2"), "--duration"),
+        (("throughput", "--client", "curl"), "--client"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(args: tuple[str, ...], needle: str) -> None:
+    status, out, err = run_main(*args)
+    assert status == 2
+    assert out == ""
+    assert_one_line_error(err, needle)
+
+
+def test_plot_without_matplotlib_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(report, "plot_available", lambda: False)
+    status, out, err = run_main("--plot", str(tmp_path / "latency.png"))
+    assert status == 2
+    assert out == ""
+    assert_one_line_error(err, "pip install '.[plot]'")
+
+
+# -- the pieces, without servers --------------------------------------------------
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7.0], 50) == 7
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2
+    with pytest.raises(ValueError, match="no samples"):
+        percentile([], 50)
+
+
+def test_summary_counts_errors_but_times_only_answers() -> None:
+    second = NS_PER_SECOND
+    samples = [
+        Sample("/", 0, second, 200),
+        Sample("/", 0, 3 * second, 200),
+        Sample("/", 0, 1000, None, "connection refused"),
+    ]
+    summary = summarise(samples)
+    assert (summary.count, summary.errors) == (3, 1)
+    assert (summary.p50, summary.max) == (1.0, 3.0)
+    assert summary.throughput == pytest.approx(2 / 3)
+    assert summarise([]).p50 is None
+
+
+def test_threaded_model_serves_in_waves_and_asyncio_at_once() -> None:
+    threaded = QueueModel("threaded", 1.0, workers=4, concurrency=16)
+    assert [threaded.sleep_latency(k) for k in (1, 4, 5, 16)] == [1, 1, 2, 4]
+    assert threaded.first_free_worker() == 4
+    assert threaded.hello_latency(0.5) == 3.5
+    assert threaded.hello_latency(5.0) == 0
+    # 5 sleeps on 4 workers: three workers are free after the first wave.
+    assert QueueModel("threaded", 1.0, 4, 5).first_free_worker() == 1
+    assert QueueModel("threaded", 1.0, 4, 3).first_free_worker() == 0
+    asyncio_ = QueueModel("asyncio", 1.0, workers=4, concurrency=16)
+    assert {asyncio_.sleep_latency(k) for k in range(1, 17)} == {1.0}
+    assert asyncio_.hello_latency(0.5) == 0
+
+
+def test_model_pairs_the_kth_prediction_with_the_kth_to_finish() -> None:
+    model = QueueModel("threaded", 0.1, workers=1, concurrency=3)
+    ms = NS_PER_SECOND // 1000
+    measured = [
+        Sample("/sleep", 0, 300 * ms),
+        Sample("/sleep", 1, 100 * ms),
+        Sample("/sleep", 2, 200 * ms),
+    ]
+    predicted = model.predict("/sleep", measured)
+    assert [s.latency_ns for s in predicted] == [300 * ms, 100 * ms, 200 * ms]
+    assert [s.start_ns for s in predicted] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoint"),
+    [
+        ("http://127.0.0.1:7878", Endpoint("127.0.0.1", 7878)),
+        ("http://127.0.0.1:7878/", Endpoint("127.0.0.1", 7878)),
+        ("http://localhost", Endpoint("localhost", 80)),
+        ("http://[::1]:8080", Endpoint("::1", 8080)),
+    ],
+)
+def test_endpoint_parses_an_origin(url: str, endpoint: Endpoint) -> None:
+    assert Endpoint.parse(url) == endpoint
+    assert Endpoint.parse(endpoint.url) == endpoint
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "127.0.0.1:80",
+        "https://127.0.0.1",
+        "http://",
+        "http://h:port",
+        "http://h/x",
+        "http://h/?q=1",
+        "http://u:p@h/",
+    ],
+)
+def test_endpoint_refuses_anything_else(url: str) -> None:
+    with pytest.raises(BadTarget):
+        Endpoint.parse(url)
+
+
+def test_endpoint_knows_loopback() -> None:
+    assert Endpoint("127.0.0.1", 1).loopback
+    assert Endpoint("::1", 1).loopback
+    assert not Endpoint("192.0.2.1", 1).loopback
+
+
+WRK_OUTPUT = """\
+Running 1s test @ http://127.0.0.1:7879/
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   250.10us  100.00us   5.20ms   90.00%
+    Req/Sec    40.00k     1.00k   42.00k    70.00%
+  Latency Distribution
+     50%  220.00us
+     75%  300.00us
+     90%  400.00us
+     99%    1.10ms
+  40000 requests in 1.00s, 20.00MB read
+  Socket errors: connect 0, read 3, write 0, timeout 1
+  Non-2xx or 3xx responses: 2
+Requests/sec:  39990.50
+Transfer/sec:     20.00MB
+"""
+
+
+def test_wrk_report_is_parsed() -> None:
+    load = Load("asyncio", Endpoint("127.0.0.1", 7879), "close", 16, 1.0)
+    run = parse_wrk(WRK_OUTPUT, load)
+    assert (run.requests, run.errors, run.seconds) == (40000, 6, 1.0)
+    assert run.requests_per_second == 39990.5
+    assert run.p50 == pytest.approx(220e-6)
+    assert run.p90 == pytest.approx(400e-6)
+    assert run.p99 == pytest.approx(1.1e-3)
+    assert run.max == pytest.approx(5.2e-3)
+    command = wrk_command("wrk", load)
+    assert command[-3:] == ["--header", "Connection: close", "http://127.0.0.1:7879/"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("raw", "status", "length", "closes"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 200, 5, False),
+        (
+            b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            404,
+            0,
+            True,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nTrailer: 1\r\n\r\n",
+            200,
+            5,
+            False,
+        ),
+        (b"HTTP/1.0 200 OK\r\n\r\nto the end", 200, 10, True),
+    ],
+)
+async def test_response_reader(
+    raw: bytes, status: int, length: int, closes: bool
+) -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(raw)
+    reader.feed_eof()
+    response = await read_response(reader)
+    assert (response.status, response.body_length, response.closes) == (
+        status,
+        length,
+        closes,
+    )
+
+
+def _run(name: str, settings: LatencySettings) -> EditionRun:
+    """A synthetic run: what the bench would record on a perfect server."""
+    model = settings.model(name)
+    results = []
+    for route, starts in (("/sleep", [0] * 4), ("/", [50, 100, 150])):
+        samples = [Sample(route, s * 1_000_000, 1_000_000, 200) for s in starts]
+        predicted = tuple(model.predict(route, samples))
+        results.append(
+            RouteResult(
+                route,
+                tuple(samples),
+                summarise(samples),
+                predicted,
+                summarise(predicted),
+            )
+        )
+    return EditionRun(
+        name, "http://127.0.0.1:1", "test", True, tuple(results), 0.2, 0, model
+    )
+
+
+def test_table_and_json_shapes_without_a_server() -> None:
+    settings = LatencySettings(concurrency=4, sleep_seconds=0.1, workers=2)
+    runs = [_run("threaded", settings), _run("asyncio", settings)]
+    table = report.latency_table(settings, runs)
+    assert sum(bool(TABLE_ROW.match(line)) for line in table.splitlines()) == 8
+    document = report.latency_json(settings, runs, "uvloop")
+    json.dumps(document)  # serialisable as it is
+    assert document["settings"] == {
+        "concurrency": 4,
+        "sleep_seconds": 0.1,
+        "workers": 2,
+        "rate": 20.0,
+        "duration": None,
+        "time_limit": 5.4,
+    }
+
+
+def test_plot_is_drawn(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    settings = LatencySettings(concurrency=4, sleep_seconds=0.1, workers=2)
+    path = tmp_path / "latency.png"
+    report.write_plot(path, settings, [_run("threaded", settings)])
+    assert path.read_bytes().startswith(b"\x89PNG")
