@@ -1,4 +1,4 @@
-"""The command line: ``python -m bench [latency]`` and ``python -m bench throughput``.
+"""The command line: ``python -m bench [latency|throughput|screenshot]``.
 
 Everything the user can get wrong is checked before a server starts or a
 request leaves: numbers and their ranges, URLs, names, output paths, whether
@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn, TextIO
 
-from bench import client, report, servers
+from bench import client, report, screenshot, servers
 from bench.client import BadTarget, Endpoint
 from bench.model import EDITIONS
 from bench.progress import Progress
@@ -464,6 +464,8 @@ def main(
     arguments = list(sys.argv[1:] if argv is None else argv)
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
+    if arguments and arguments[0] == "screenshot":
+        return screenshot.main(arguments[1:], stdout=out, stderr=err)
     command = "latency"
     if arguments and arguments[0] in ("latency", "throughput"):
         command = arguments.pop(0)
