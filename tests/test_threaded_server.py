@@ -1,0 +1,624 @@
+"""The threaded edition end to end: ``python -m threaded`` on --port 0.
+
+Servers are real subprocesses started by the ``server_factory`` fixture, which
+reads the port from the start-up line and kills them by PID afterwards. We
+wait on log lines and responses, never on fixed sleeps; every traffic loop is
+bounded in count and time; only 127.0.0.1 is used. Timing bounds are generous:
+the machine is small and shared.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import ServerFactory
+from support import (
+    Response,
+    ResponseReader,
+    RunningServer,
+    connect,
+    iter_statuses,
+    request,
+)
+
+from common.cli import Edition, parse_options
+from common.routes import Pages
+from threaded.server import ThreadedServer
+
+PAGES = Pages.load()
+DELAY = 0.25  # --sleep-seconds for the timing tests
+GET = b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n"
+JOB_LINE = r"Worker \d+ got a job; executing\."
+
+
+def start(factory: ServerFactory, *args: str) -> RunningServer:
+    return factory("threaded", *args)
+
+
+def get(path: str = "/") -> bytes:
+    return GET % path.encode()
+
+
+def count_lines(server: RunningServer, pattern: str) -> int:
+    regex = re.compile(pattern)
+    return sum(1 for line in server.log().splitlines() if regex.search(line))
+
+
+def wait_for_lines(
+    server: RunningServer, pattern: str, count: int, timeout: float = 10.0
+) -> None:
+    """Poll the server's log until ``count`` lines match (bounded in time)."""
+    deadline = time.monotonic() + timeout
+    while count_lines(server, pattern) < count:
+        if time.monotonic() > deadline or server.process.poll() is not None:
+            raise AssertionError(
+                f"fewer than {count} lines matching {pattern!r}:\n{server.log()}"
+            )
+        time.sleep(0.01)
+
+
+def open_descriptors(server: RunningServer) -> int:
+    """How many file descriptors the server process has open (Linux)."""
+    return len(os.listdir(f"/proc/{server.process.pid}/fd"))
+
+
+def timed_response(sock: socket.socket, started: float) -> tuple[Response, float]:
+    response = ResponseReader(sock).read()
+    return response, time.monotonic() - started
+
+
+def raw_exchange(port: int, data: bytes, *, half_close: bool = True) -> bytes:
+    """Send ``data`` (then FIN), read until the server closes; what it sent."""
+    with connect(port, timeout=5.0) as sock:
+        if data:
+            sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
+        return b"".join(chunks)
+
+
+def reset_after(port: int, data: bytes) -> None:
+    """Send ``data`` and slam the connection shut with a RST."""
+    sock = connect(port, timeout=5.0)
+    sock.sendall(data)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+# -- the book's pages ------------------------------------------------------------
+
+
+def test_start_up_line_names_the_edition_and_workers(
+    server_factory: ServerFactory,
+) -> None:
+    server = start(server_factory)
+    pattern = rf"Listening on http://127\.0\.0\.1:{server.port} \(threaded, 4 workers\)"
+    server.wait_for_log(pattern)
+
+
+def test_get_root_serves_the_hello_page(server_factory: ServerFactory) -> None:
+    server = start(server_factory)
+    response = request(server.port, "/")
+    assert (response.status, response.reason) == (200, "OK")
+    assert response.body == PAGES.hello
+    assert response.header("content-length") == str(len(PAGES.hello))
+    assert response.header("content-type") == "text/html; charset=utf-8"
+    assert response.header("connection") is None  # HTTP/1.1: persistent
+    server.wait_for_log(r'127\.0\.0\.1:\d+ "GET / HTTP/1\.1" 200 \d+ [\d.]+ms')
+
+
+def test_unknown_path_gets_the_404_page(server_factory: ServerFactory) -> None:
+    server = start(server_factory)
+    response = request(server.port, "/nope")
+    assert response.status == 404
+    assert response.body == PAGES.not_found
+
+
+def test_sleep_takes_the_delay(server_factory: ServerFactory) -> None:
+    server = start(server_factory, "--sleep-seconds", str(DELAY))
+    started = time.monotonic()
+    response = request(server.port, "/sleep")
+    elapsed = time.monotonic() - started
+    assert response.status == 200
+    assert response.body == PAGES.hello
+    assert DELAY <= elapsed < DELAY + 1.0
+
+
+def test_head_has_the_headers_and_no_body(server_factory: ServerFactory) -> None:
+    server = start(server_factory)
+    with connect(server.port) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head = reader.read(head=True)
+        sock.sendall(get("/"))  # no stray body bytes before the next response
+        full = reader.read()
+    assert head.status == 200
+    assert head.body == b""
+    assert head.header("content-length") == str(len(PAGES.hello))
+    assert full.status == 200
+    assert full.body == PAGES.hello
+
+
+def test_keep_alive_reuses_one_connection(server_factory: ServerFactory) -> None:
+    server = start(server_factory)
+    with connect(server.port) as sock:
+        reader = ResponseReader(sock)
+        for path, status in [("/", 200), ("/nope", 404), ("/", 200)]:
+            sock.sendall(get(path))
+            assert reader.read().status == status
+    wait_for_lines(server, r'"GET /\S* HTTP/1\.1"', 3)
+    ports = re.findall(r"127\.0\.0\.1:(\d+) \"GET", server.log())
+    assert len(set(ports)) == 1
+
+
+def test_pipelined_requests_are_answered_in_order(
+    server_factory: ServerFactory,
+) -> None:
+    server = start(server_factory)
+    with connect(server.port) as sock:
+        sock.sendall(get("/") + get("/nope") + b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = ResponseReader(sock)
+        statuses = [reader.read().status, reader.read().status]
+        head = reader.read(head=True)
+    assert statuses == [200, 404]
+    assert head.status == 200
+    assert reader.buffer == b""
+
+
+def test_connection_close_is_honoured(server_factory: ServerFactory) -> None:
+    server = start(server_factory)
+    with connect(server.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        reader = ResponseReader(sock)
+        response = reader.read()
+        assert response.status == 200
+        assert response.header("connection") == "close"
+        assert reader.at_eof()
+
+
+def test_no_access_log_means_no_request_lines(server_factory: ServerFactory) -> None:
+    server = start(server_factory, "--no-access-log", "--max-requests", "1")
+    assert request(server.port).status == 200
+    assert server.wait() == 0
+    assert '"GET / HTTP/1.1"' not in server.log()
+
+
+# -- the book's contrast: /sleep holds a worker ----------------------------------
+
+
+def test_two_workers_serve_four_sleeps_in_two_waves(
+    server_factory: ServerFactory,
+) -> None:
+    """Book C6/D14: N workers, 2N slow requests → two waves; a fast one waits."""
+    server = start(
+        server_factory,
+        "--workers", "2",
+        "--sleep-seconds", str(DELAY),
+        "--log-level", "debug",
+    )  # fmt: skip
+    sleepers = [connect(server.port) for _ in range(4)]
+    fast = connect(server.port)
+    try:
+        started = time.monotonic()
+        for sock in sleepers:
+            sock.sendall(get("/sleep"))
+        wait_for_lines(server, JOB_LINE, 2)  # both workers are asleep
+        fast.sendall(get("/"))
+        with ThreadPoolExecutor(5) as executor:  # read all five as they come
+            futures = [
+                executor.submit(timed_response, sock, started)
+                for sock in [*sleepers, fast]
+            ]
+            *slow, (quick, quick_done) = [future.result() for future in futures]
+    finally:
+        for sock in [*sleepers, fast]:
+            sock.close()
+    assert [response.status for response, _ in slow] == [200] * 4
+    assert quick.status == 200
+    waves = sorted(elapsed for _, elapsed in slow)
+    assert all(DELAY <= elapsed < 2 * DELAY for elapsed in waves[:2]), waves
+    assert all(2 * DELAY <= elapsed < 3.5 * DELAY for elapsed in waves[2:]), waves
+    # GET / waited for a free worker: it was not answered before the first
+    # wave ended (in FIFO order it even waits for the second).
+    assert quick_done >= DELAY, (quick_done, waves)
+
+
+def test_idle_keep_alive_connections_cost_no_worker(
+    server_factory: ServerFactory,
+) -> None:
+    """200 idle keep-alives and 2 workers: a new GET / is still answered at once."""
+    server = start(server_factory, "--workers", "2", "--no-access-log")
+    idle: list[socket.socket] = []
+    try:
+        for index in range(250):
+            sock = connect(server.port)
+            idle.append(sock)
+            if index < 200:  # 200 that made a request, 50 that never spoke
+                sock.sendall(get("/"))
+                assert ResponseReader(sock).read().status == 200
+        started = time.monotonic()
+        response = request(server.port, "/")
+        assert response.status == 200
+        assert time.monotonic() - started < 1.0
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+# -- shutdown ------------------------------------------------------------------
+
+
+def test_sigterm_lets_sleeping_requests_finish(server_factory: ServerFactory) -> None:
+    """Book E6/E12: SIGTERM with 4 /sleep in flight → 4 full 200s, then exit 0."""
+    server = start(server_factory, "--sleep-seconds", "0.5", "--log-level", "debug")
+    idle = connect(server.port)
+    idle_reader = ResponseReader(idle)
+    idle.sendall(get("/"))
+    assert idle_reader.read().status == 200
+    sleepers = [connect(server.port) for _ in range(4)]
+    try:
+        jobs_before = count_lines(server, JOB_LINE)
+        for sock in sleepers:
+            sock.sendall(get("/sleep"))
+        wait_for_lines(server, JOB_LINE, jobs_before + 4)
+        server.signal(signal.SIGTERM)
+        server.wait_for_log(r"INFO Shutting down\.$")
+        # The idle connection is closed at once, long before the sleeps end.
+        assert idle_reader.at_eof(timeout=0.4)
+        with pytest.raises(ConnectionRefusedError):  # no longer accepting
+            connect(server.port, timeout=2.0).close()
+        readers = [ResponseReader(sock) for sock in sleepers]
+        responses = [reader.read() for reader in readers]
+        assert [response.status for response in responses] == [200] * 4
+        assert all(response.body == PAGES.hello for response in responses)
+        assert all(r.header("connection") == "close" for r in responses)
+        assert all(reader.at_eof() for reader in readers)
+    finally:
+        for sock in [idle, *sleepers]:
+            sock.close()
+    assert server.wait() == 0
+    log = server.log()
+    for worker_id in range(4):
+        assert f"Shutting down worker {worker_id}" in log
+        assert f"Worker {worker_id} disconnected; shutting down." in log
+    assert "Traceback" not in log
+
+
+def test_sigint_is_graceful_too(server_factory: ServerFactory) -> None:
+    server = start(server_factory)
+    assert request(server.port).status == 200
+    server.signal(signal.SIGINT)
+    assert server.wait() == 0
+    assert "Shutting down." in server.log()
+    assert "KeyboardInterrupt" not in server.log()
+
+
+def test_a_second_signal_exits_at_once(server_factory: ServerFactory) -> None:
+    server = start(server_factory, "--sleep-seconds", "30", "--log-level", "debug")
+    with connect(server.port) as sock:
+        sock.sendall(get("/sleep"))
+        wait_for_lines(server, JOB_LINE, 1)
+        server.signal(signal.SIGTERM)
+        server.wait_for_log(r"Shutting down\.")
+        started = time.monotonic()
+        server.signal(signal.SIGTERM)
+        status = server.wait(timeout=5)
+    assert status != 0
+    assert time.monotonic() - started < 3.0
+
+
+def test_max_requests_2_is_the_books_take_2(server_factory: ServerFactory) -> None:
+    """Book E7: two responses, ``Shutting down.``, the port closed, exit 0."""
+    server = start(server_factory, "--max-requests", "2", "--log-level", "debug")
+    with connect(server.port) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(get("/"))
+        first = reader.read()
+        sock.sendall(get("/"))
+        second = reader.read()
+        assert reader.at_eof()
+    assert (first.status, second.status) == (200, 200)
+    assert first.header("connection") is None
+    assert second.header("connection") == "close"  # the server is stopping
+    assert server.wait() == 0
+    log = server.log()
+    assert "Shutting down." in log
+    assert count_lines(server, r'"GET / HTTP/1\.1" 200') == 2
+    with pytest.raises(ConnectionRefusedError):
+        connect(server.port, timeout=2.0).close()
+
+
+# -- robustness --------------------------------------------------------------------
+
+MALFORMED: list[tuple[bytes, set[int]]] = [
+    (b"\xff\xfe\xfd\r\n\r\n", {400}),
+    (b"GET / HTTP/1.1\r\n\r\n", {400}),  # no Host
+    (b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", {505}),
+    (b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n", {501}),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", {414}),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", {400}),
+    (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", {400}),
+    (b"GET / HTTP/1.1\r\nHo", {400}),  # then EOF mid-head
+    (b"", set()),  # connect, say nothing, leave
+]
+
+
+def test_a_thousand_bad_requests_kill_no_worker(server_factory: ServerFactory) -> None:
+    """Book "panics on ordinary bad input": here each is an error status, no more."""
+    server = start(
+        server_factory,
+        "--workers", "2",
+        "--sleep-seconds", str(DELAY),
+        "--no-access-log",
+    )  # fmt: skip
+    cases = [MALFORMED[index % len(MALFORMED)] for index in range(1000)]
+    descriptors = open_descriptors(server)
+
+    def attempt(index: int) -> bool:
+        data, allowed = cases[index]
+        if index % 10 == 9:
+            reset_after(server.port, data or get("/"))
+            return True
+        # A complete head is answered and closed whether or not we half-close.
+        half_close = index % 2 == 0 or not data.endswith(b"\r\n\r\n")
+        answer = raw_exchange(server.port, data, half_close=half_close)
+        statuses = set(iter_statuses(answer))
+        return statuses <= allowed and (bool(statuses) or not allowed)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as executor:
+        results = list(executor.map(attempt, range(len(cases))))
+    assert time.monotonic() - started < 30
+    assert all(results), [cases[i][0][:40] for i, ok in enumerate(results) if not ok]
+    # Both workers are alive: two /sleep finish together, in one wave.
+    with ThreadPoolExecutor(2) as executor:
+        begun = time.monotonic()
+        responses = list(executor.map(lambda _: request(server.port, "/sleep"), [0, 1]))
+        elapsed = time.monotonic() - begun
+    assert [response.status for response in responses] == [200, 200]
+    assert elapsed < 2 * DELAY, elapsed
+    assert request(server.port, "/").status == 200
+    assert "Traceback" not in server.log()
+    # And no descriptor leaked: the server closes its side of every one of
+    # them (the last few as it notices our closes).
+    deadline = time.monotonic() + 5.0
+    while open_descriptors(server) > descriptors:
+        assert time.monotonic() < deadline, (open_descriptors(server), descriptors)
+        time.sleep(0.01)
+
+
+def test_a_stalled_head_gets_408(server_factory: ServerFactory) -> None:
+    server = start(server_factory, "--header-timeout", "0.3")
+    with connect(server.port) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")  # no blank line
+        reader = ResponseReader(sock)
+        response = reader.read()
+        elapsed = time.monotonic() - started
+        assert response.status == 408
+        assert response.header("connection") == "close"
+        assert reader.at_eof()
+    assert 0.3 <= elapsed < 1.5
+
+
+def test_a_slowloris_head_gets_408_on_time(server_factory: ServerFactory) -> None:
+    """The header deadline runs from the first byte; trickling does not reset it."""
+    server = start(server_factory, "--header-timeout", "0.4")
+    head = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 200
+    with connect(server.port) as sock:
+        started = time.monotonic()
+        for byte in head:  # one byte every 20 ms: at most 4.5 s
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                break
+            if select.select([sock], [], [], 0.02)[0]:
+                break
+        elapsed = time.monotonic() - started
+        response = ResponseReader(sock).read()
+    assert response.status == 408
+    assert 0.4 <= elapsed < 1.5
+
+
+def test_connections_beyond_the_limit_get_503(server_factory: ServerFactory) -> None:
+    server = start(server_factory, "--max-connections", "2")
+    held = [connect(server.port) for _ in range(2)]
+    try:
+        for sock in held:
+            sock.sendall(get("/"))
+            assert ResponseReader(sock).read().status == 200
+        response = request(server.port, "/")
+        assert response.status == 503
+        assert response.header("retry-after") == "1"
+        assert response.header("connection") == "close"
+        held.pop().close()
+        deadline = time.monotonic() + 5.0
+        while (status := request(server.port, "/").status) == 503:
+            assert time.monotonic() < deadline, "the freed slot was never reused"
+        assert status == 200
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_full_queue_gets_503(server_factory: ServerFactory) -> None:
+    server = start(
+        server_factory,
+        "--workers", "1",
+        "--queue-size", "1",
+        "--sleep-seconds", "0.5",
+        "--log-level", "debug",
+    )  # fmt: skip
+    busy = connect(server.port)
+    others = [connect(server.port) for _ in range(3)]
+    try:
+        busy.sendall(get("/sleep"))
+        wait_for_lines(server, JOB_LINE, 1)  # the one worker is asleep
+        for sock in others:
+            sock.sendall(get("/"))
+        statuses = sorted(ResponseReader(sock).read().status for sock in others)
+        assert ResponseReader(busy).read().status == 200
+    finally:
+        for sock in [busy, *others]:
+            sock.close()
+    assert statuses == [200, 503, 503]  # one queued, the rest turned away
+
+
+def test_an_idle_keep_alive_connection_is_closed(
+    server_factory: ServerFactory,
+) -> None:
+    server = start(server_factory, "--keep-alive-timeout", "0.3")
+    with connect(server.port) as used, connect(server.port) as silent:
+        reader = ResponseReader(used)
+        used.sendall(get("/"))
+        assert reader.read().status == 200
+        started = time.monotonic()
+        assert reader.at_eof(timeout=3.0)
+        assert 0.25 <= time.monotonic() - started < 1.5
+        assert ResponseReader(silent).at_eof(timeout=3.0)
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(server_factory: ServerFactory) -> None:
+    server = start(server_factory)
+    result = subprocess.run(
+        [sys.executable, "-m", "threaded", "--port", str(server.port)],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "cannot listen on" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_an_address_not_ours_is_exit_1() -> None:
+    result = subprocess.run(  # 192.0.2.0/24 is TEST-NET-1: never a local address
+        [sys.executable, "-m", "threaded", "--port", "0", "--host", "192.0.2.1"],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# -- in-process ---------------------------------------------------------------------
+
+
+def test_in_process_server_stops_and_leaves_no_thread() -> None:
+    options = parse_options(
+        Edition.THREADED, ["--port", "0", "--workers", "2", "--no-access-log"]
+    )
+    before = set(threading.enumerate())
+    server = ThreadedServer(options)
+    runner = threading.Thread(target=server.serve_forever)
+    runner.start()
+    try:
+        assert request(server.port, "/").status == 200
+        with connect(server.port) as sock:
+            sock.sendall(get("/") * 3)
+            reader = ResponseReader(sock)
+            assert [reader.read().status for _ in range(3)] == [200] * 3
+    finally:
+        server.request_stop()
+        runner.join(10)
+    assert not runner.is_alive()
+    assert set(threading.enumerate()) == before
+    with pytest.raises(ConnectionRefusedError):
+        connect(server.port, timeout=2.0).close()
+
+
+def test_the_shutdown_grace_period_is_bounded(server_factory: ServerFactory) -> None:
+    server = start(
+        server_factory,
+        "--sleep-seconds", "30",
+        "--shutdown-timeout", "0.3",
+        "--log-level", "debug",
+    )  # fmt: skip
+    with connect(server.port) as sock:
+        sock.sendall(get("/sleep"))
+        wait_for_lines(server, JOB_LINE, 1)
+        started = time.monotonic()
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+    assert time.monotonic() - started < 3.0
+    server.wait_for_log(r"WARNING Requests still running after 0\.3 s")
+
+
+def test_a_client_that_stops_reading_loses_its_worker(
+    server_factory: ServerFactory,
+) -> None:
+    """--write-timeout: a client that reads nothing cannot hold a worker forever."""
+    server = start(server_factory, "--workers", "1", "--write-timeout", "0.3")
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(("127.0.0.1", server.port))
+    try:
+        stuck.setblocking(False)
+        data = memoryview(get("/") * 100_000)  # ~3.5 MB of pipelined requests
+        deadline = time.monotonic() + 10.0
+        while data and time.monotonic() < deadline:
+            if "--write-timeout" in server.log():
+                break
+            try:
+                data = data[stuck.send(data) :]
+            except BlockingIOError:
+                select.select([], [stuck], [], 0.05)
+            except OSError:  # the server gave up on us
+                break
+        server.wait_for_log(r"Dropped 127\.0\.0\.1:\d+: .*--write-timeout", timeout=5)
+        started = time.monotonic()
+        assert request(server.port, "/").status == 200  # the worker is free again
+        assert time.monotonic() - started < 1.0
+    finally:
+        stuck.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses prlimit and /proc")
+def test_running_out_of_file_descriptors_is_survived(
+    server_factory: ServerFactory,
+) -> None:
+    """Book A4: an accept() error (EMFILE) stopped the book's server; not ours."""
+    server = start(server_factory, "--no-access-log")
+    pid = server.process.pid
+    in_use = open_descriptors(server)
+    limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 2, limits[1]))
+    held = [connect(server.port) for _ in range(2)]
+    try:
+        for sock in held:
+            sock.sendall(get("/"))
+            assert ResponseReader(sock).read().status == 200
+        with connect(server.port) as waiting:  # queued by the kernel, not accepted
+            waiting.sendall(get("/"))
+            server.wait_for_log(r"ERROR accept\(\) failed: .*Too many open files")
+            held.pop().close()  # frees one descriptor
+            response = ResponseReader(waiting).read()
+        assert response.status == 200
+    finally:
+        for sock in held:
+            sock.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+    assert request(server.port, "/").status == 200

@@ -1,0 +1,569 @@
+"""The threaded edition: the book's server on its own thread pool, made robust.
+
+Threads and their jobs:
+
+* The **acceptor** (the thread that calls :meth:`ThreadedServer.serve_forever`,
+  normally the main thread) owns a ``selectors`` selector holding the
+  listening socket, every *parked* connection (idle between requests, or
+  part-way through a request head) and a wake-up socket pair. It accepts,
+  enforces the idle and header deadlines with the select timeout, and hands a
+  connection to the pool only when it has bytes to read.
+* A **worker** runs one job per readable connection: read what is there, feed
+  the sans-I/O :class:`~common.connection.HttpConnection`, answer every
+  complete request (``time.sleep`` for ``/sleep`` — holding the worker, as in
+  the book), then hand the connection back to the acceptor, or close it.
+
+So an idle or slow client costs a file descriptor, not a worker (the way
+gunicorn's gthread worker parks keep-alive connections), while ``/sleep``
+still costs a worker, which is the point of the book's demo.
+
+Sockets are non-blocking throughout: a read only happens after the selector
+reported data, and a response goes out in one ``send`` that completes at once
+unless the client stops reading; only then does a worker wait, bounded by
+``--write-timeout``. The common path is one ``recv`` and one ``send`` a
+request, with no per-request threads, timers or log records (unless the
+access log is on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import logging
+import math
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType, TracebackType
+from typing import Any
+
+from common.budget import RequestBudget
+from common.cli import Options
+from common.connection import Exchange, HttpConnection
+from common.errors import RequestTimeout, ServiceUnavailable
+from common.logs import AccessLog, listening_message, url
+from common.response import Responder
+from common.routes import Pages, Router
+from threaded.pool import PoolCreationError, ThreadPool
+
+logger = logging.getLogger(__name__)
+
+BACKLOG = 1024
+"""Listen backlog: the stdlib's 5 drops SYNs under a burst (1 s client retries)."""
+RECV_SIZE = 65536
+"""Bytes read per ``recv``: several pipelined requests, or a whole head."""
+ACCEPT_BATCH = 64
+"""Connections accepted per readiness event, so accepting cannot starve the rest."""
+ACCEPT_PAUSE = 0.5
+"""Seconds to stop accepting after EMFILE and friends, instead of spinning."""
+_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class _Client:
+    """One accepted connection: its socket, its protocol state, its deadline.
+
+    Only one thread touches a client at a time: the acceptor while it is
+    parked, the worker running its job otherwise; the hand-over goes through
+    the pool's channel one way and the locked hand-back list the other, and
+    both give the next owner a consistent view.
+    """
+
+    __slots__ = ("address", "http", "job", "request_started", "sock")
+
+    def __init__(
+        self, sock: socket.socket, address: tuple[str, int], http: HttpConnection
+    ) -> None:
+        self.sock = sock
+        self.address = address
+        self.http = http
+        self.request_started: float | None = None
+        """``time.monotonic()`` when a still-incomplete request began, else None."""
+        self.job: Callable[[], None] = _nothing
+
+    def name(self) -> str:
+        host, port = self.address[0], self.address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _nothing() -> None:
+    """Placeholder job until the server binds the real one."""
+
+
+class ThreadedServer:
+    """A listening socket, a thread pool and the acceptor loop that joins them.
+
+    Holds all of its own state (no module globals), so tests can run several
+    in one process. ``ThreadedServer(options)`` binds at once (raising
+    ``OSError`` if it cannot) and starts the workers (raising
+    :class:`~threaded.pool.PoolCreationError`); :meth:`serve_forever` runs
+    until :meth:`request_stop` (a signal, or ``--max-requests``) and then
+    shuts down gracefully. A server whose loop never runs is released with
+    :meth:`close` (or a ``with`` block).
+    """
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self._limits = options.limits()
+        self._router = Router(Pages.load(), options.sleep_seconds)
+        # One responder for all workers. Its caches are dicts whose single
+        # operations are atomic under the GIL; the worst a race can do is
+        # serve a Date one second old, which HTTP tolerates.
+        self._responder = Responder()
+        self._access = AccessLog(options.access_log)
+        self._log_access = options.access_log
+        self._budget = RequestBudget(options.max_requests)
+        self._busy = Exchange.failure(ServiceUnavailable())
+
+        self._listener = _listen(options.host, options.port)
+        self.port: int = self._listener.getsockname()[1]
+        try:
+            self._wake_r, self._wake_w = socket.socketpair()
+        except OSError:
+            self._listener.close()
+            raise
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            self._pool = ThreadPool.build(options.workers, options.queue_size)
+        except PoolCreationError:
+            self._close_sockets()
+            raise
+
+        # Every open client (acceptor adds, whoever closes discards; set.add
+        # and set.discard are atomic under the GIL): --max-connections.
+        self._clients: set[_Client] = set()
+        # Parked clients and their deadlines, owned by the acceptor. Idle ones
+        # share one timeout, so insertion order is deadline order and expiry
+        # only looks at the front; partial heads keep their own deadline.
+        self._idle: dict[_Client, float] = {}
+        self._partial: dict[_Client, float] = {}
+        self._next_idle_check = math.inf
+        self._next_partial_check = math.inf
+        self._accept_resume = math.inf
+
+        # The hand-back: workers append here and wake the acceptor. The lock
+        # also makes "stopping" and "hand back" exclusive, so no connection
+        # is parked after the acceptor has closed the parked ones.
+        self._lock = threading.Lock()
+        self._returned: list[_Client] = []
+        self._wake_pending = False
+        self._stopping = False  # set by the acceptor under _lock
+        self._stop_requested = False  # set by anyone, read by anyone
+        self._signals = 0
+
+    # -- public -------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return url(self.options.host, self.port)
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown. Safe from any thread and from a signal handler.
+
+        It takes no lock (a signal handler may interrupt the acceptor while
+        it holds one); it sets a flag and wakes the acceptor.
+        """
+        self._stop_requested = True
+        self._wake()
+
+    def serve_forever(self) -> None:
+        """Run the acceptor loop until a stop is requested, then shut down.
+
+        Shutdown: stop accepting, close idle connections, let every request
+        already received finish (answered with ``Connection: close``) within
+        ``--shutdown-timeout``, join the workers.
+        """
+        try:
+            self._accept_loop()
+        finally:
+            self._shut_down()
+
+    def close(self) -> None:
+        """Release the workers and sockets of a server whose loop never ran."""
+        self._pool.shutdown()
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for sock in (self._listener, self._wake_r, self._wake_w):
+            sock.close()
+        self._selector.close()
+
+    def __enter__(self) -> ThreadedServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the acceptor -----------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        selector = self._selector
+        listener = self._listener
+        now = time.monotonic()
+        while not self._stop_requested:
+            deadline = min(
+                self._next_idle_check, self._next_partial_check, self._accept_resume
+            )
+            timeout = None if deadline == math.inf else max(0.0, deadline - now)
+            events = selector.select(timeout)
+            now = time.monotonic()
+            for key, _ in events:
+                client = key.data
+                if client is not None:
+                    self._dispatch(client)
+                elif key.fileobj is listener:
+                    self._accept(now)
+                else:
+                    self._take_back(now)
+            if now >= deadline:
+                self._expire(now)
+
+    def _accept(self, now: float) -> None:
+        """Accept what is waiting (a bounded batch); refuse beyond the limit."""
+        listener = self._listener
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, address = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as error:
+                # The book unwraps here (A4): one EMFILE ended the server.
+                if error.errno not in _RESOURCE_ERRORS:  # e.g. ECONNABORTED
+                    logger.warning("accept() failed: %s", error)
+                    continue
+                # The backlog stays readable: pause rather than spin on it.
+                logger.error("accept() failed: %s; pausing %.1f s", error, ACCEPT_PAUSE)
+                self._selector.unregister(listener)
+                self._accept_resume = now + ACCEPT_PAUSE
+                return
+            if len(self._clients) >= self.options.max_connections:
+                self._refuse(sock)
+                continue
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # already reset by the client
+                sock.close()
+                continue
+            client = _Client(sock, address, HttpConnection(self._router, self._limits))
+            client.job = functools.partial(self._serve, client)
+            self._clients.add(client)
+            self._park(client, now)
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """503 to a connection beyond ``--max-connections``; best effort, no wait."""
+        try:
+            sock.setblocking(False)
+            _discard_input(sock)
+            sock.send(self._busy.render(self._responder))
+        except OSError:
+            pass
+        sock.close()
+
+    def _park(self, client: _Client, now: float) -> None:
+        """Watch a connection for its next bytes, under the right deadline."""
+        self._selector.register(client.sock, selectors.EVENT_READ, client)
+        started = client.request_started
+        if started is None:
+            deadline = now + self.options.keep_alive_timeout
+            self._idle[client] = deadline
+            self._next_idle_check = min(self._next_idle_check, deadline)
+        else:
+            deadline = started + self.options.header_timeout
+            self._partial[client] = deadline
+            self._next_partial_check = min(self._next_partial_check, deadline)
+
+    def _unpark(self, client: _Client) -> None:
+        self._selector.unregister(client.sock)
+        if self._idle.pop(client, None) is None:
+            self._partial.pop(client, None)
+
+    def _dispatch(self, client: _Client) -> None:
+        """Bytes arrived: give the connection to a worker, or 503 if all are busy."""
+        self._unpark(client)
+        if not self._pool.try_execute(client.job):
+            self._reject(client, self._busy)
+
+    def _take_back(self, now: float) -> None:
+        """Park the connections workers have finished with."""
+        # One read is enough: workers send one byte per wake-up (see
+        # _hand_back), and any byte left over only causes one more wake-up.
+        with contextlib.suppress(OSError):
+            self._wake_r.recv(4096)
+        with self._lock:
+            returned, self._returned = self._returned, []
+            self._wake_pending = False
+        for client in returned:
+            self._park(client, now)
+
+    def _expire(self, now: float) -> None:
+        """Close idle connections past their deadline; 408 to stalled heads."""
+        idle = self._idle
+        # One shared timeout: the expired ones are all at the front.
+        while idle:
+            client, deadline = next(iter(idle.items()))
+            if deadline > now:
+                self._next_idle_check = deadline
+                break
+            self._unpark(client)
+            self._close(client)
+        else:
+            self._next_idle_check = math.inf
+
+        if now >= self._next_partial_check:
+            expired = [c for c, d in self._partial.items() if d <= now]
+            for client in expired:
+                self._unpark(client)
+                self._reject(client, client.http.fail(RequestTimeout()))
+            self._next_partial_check = min(self._partial.values(), default=math.inf)
+
+        if now >= self._accept_resume:
+            self._accept_resume = math.inf
+            self._selector.register(self._listener, selectors.EVENT_READ)
+
+    def _reject(self, client: _Client, exchange: Exchange) -> None:
+        """Answer ``exchange`` (503, 408) without waiting on the client, and close.
+
+        The response is small and the socket non-blocking: if the client's
+        buffer cannot take it at once, the client loses it, not us a thread.
+        """
+        data = exchange.render(self._responder)
+        sent = 0
+        started = time.perf_counter_ns()
+        try:
+            _discard_input(client.sock)
+            sent = client.sock.send(data)
+        except OSError:
+            pass
+        if self._log_access:
+            self._access.record(client.name(), exchange, sent, started)
+        self._close(client)
+
+    # -- the workers' side -----------------------------------------------------
+
+    def _serve(self, client: _Client) -> None:
+        """The job for one readable connection: read, answer, hand back or close."""
+        try:
+            data = client.sock.recv(RECV_SIZE)
+        except BlockingIOError:  # a spurious wake-up: nothing to read after all
+            self._hand_back(client)
+            return
+        except OSError:  # reset by the client
+            self._close(client)
+            return
+        try:
+            keep_open = self._answer(client, data)
+        except TimeoutError:
+            logger.info(
+                "Dropped %s: it read nothing for %.1f s (--write-timeout).",
+                client.name(),
+                self.options.write_timeout,
+            )
+            keep_open = False
+        except OSError as error:  # reset or broken pipe: the client left
+            logger.debug("Dropped %s: %s", client.name(), error)
+            keep_open = False
+        except Exception:
+            logger.exception("Unexpected error serving %s", client.name())
+            keep_open = False
+        if keep_open:
+            self._hand_back(client)
+        else:
+            self._close(client, drain=bool(data))
+
+    def _answer(self, client: _Client, data: bytes) -> bool:
+        """Answer every complete request in the buffer; True to keep the connection.
+
+        Responses to pipelined requests go out together, in one ``send``,
+        except that those ready before a ``/sleep`` are sent before sleeping.
+        """
+        http = client.http
+        http.receive(data)
+        exchanges: list[Exchange] = []
+        while (exchange := http.next_exchange()) is not None:
+            exchanges.append(exchange)
+        if exchanges:
+            started = time.perf_counter_ns() if self._log_access else 0
+            last = len(exchanges) - 1
+            pending: list[tuple[Exchange, bytes]] = []
+            for index, exchange in enumerate(exchanges):
+                delay = exchange.reply.delay
+                if delay > 0:
+                    if pending:
+                        self._send(client, pending, started)
+                        pending = []
+                    time.sleep(delay)  # the book's /sleep: this worker is busy
+                if self._budget.spend():
+                    self.request_stop()
+                # Shutting down: the last answer says Connection: close.
+                closing = index == last and self._stop_requested
+                response = exchange.render(self._responder, closing=closing)
+                pending.append((exchange, response))
+            self._send(client, pending, started)
+            if http.closed or self._stop_requested:
+                return False
+        if not data:  # the client closed its side
+            return False
+        client.request_started = (
+            (client.request_started or time.monotonic()) if http.mid_request else None
+        )
+        return True
+
+    def _send(
+        self, client: _Client, answered: list[tuple[Exchange, bytes]], started: int
+    ) -> None:
+        """Send responses in one go; only a client that stops reading makes us wait."""
+        if len(answered) == 1:
+            data = answered[0][1]
+        else:
+            data = b"".join(response for _, response in answered)
+        sock = client.sock
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            # The rest, blocking, but for --write-timeout at most in total.
+            sock.settimeout(self.options.write_timeout)
+            try:
+                sock.sendall(memoryview(data)[sent:])
+            finally:
+                sock.setblocking(False)
+        if self._log_access:
+            name = client.name()
+            for exchange, response in answered:
+                self._access.record(name, exchange, len(response), started)
+
+    def _hand_back(self, client: _Client) -> None:
+        """Return a connection to the acceptor's selector, or close it if stopping."""
+        with self._lock:
+            stopping = self._stopping
+            if not stopping:
+                self._returned.append(client)
+                wake = not self._wake_pending
+                self._wake_pending = True
+        if stopping:
+            self._close(client, drain=True)
+        elif wake:
+            self._wake()
+
+    def _wake(self) -> None:
+        # Full means a wake-up is already pending; closed means we are done.
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def _close(self, client: _Client, *, drain: bool = False) -> None:
+        """Close a connection; never raises.
+
+        ``drain`` first reads what the client sent and we did not, so that the
+        close is a FIN, not a reset that could destroy the last response
+        before the client reads it (book-spec, "Headers and body ignored").
+        """
+        self._clients.discard(client)
+        sock = client.sock
+        try:
+            if drain:
+                _discard_input(sock)
+            sock.close()
+        except OSError:
+            pass
+
+    # -- shutdown -------------------------------------------------------------
+
+    def _shut_down(self) -> None:
+        """Stop accepting, close parked connections, finish in-flight requests."""
+        logger.info("Shutting down.")
+        self._stop_requested = True
+        with self._lock:
+            self._stopping = True
+            returned, self._returned = self._returned, []
+        selector = self._selector
+        self._listener.close()  # new connections are refused from here on
+        for client in [*self._idle, *self._partial]:
+            self._close(client, drain=True)
+        for client in returned:
+            self._close(client, drain=True)
+        self._idle.clear()
+        self._partial.clear()
+        selector.close()
+        grace = self.options.shutdown_timeout
+        if not self._pool.shutdown(timeout=grace):
+            logger.warning(
+                "Requests still running after %.1f s; exiting anyway.", grace
+            )
+        for client in list(self._clients):
+            self._close(client)
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """First SIGINT/SIGTERM: graceful shutdown. Second: exit at once."""
+        self._signals += 1
+        if self._signals == 1:
+            self.request_stop()
+            return
+        # Not logging: the interrupted code may be inside the logging module.
+        name = signal.Signals(signum).name
+        os.write(2, f"{name} again: exiting at once.\n".encode())
+        os._exit(128 + signum)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A non-blocking listening socket with a real backlog (raises OSError)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    listener.setblocking(False)
+    return listener
+
+
+def _discard_input(sock: socket.socket) -> None:
+    """Read and drop what is already buffered (a few reads at most, never waiting)."""
+    try:
+        for _ in range(4):
+            if not sock.recv(RECV_SIZE):
+                return
+    except OSError:  # BlockingIOError: nothing more; or reset
+        pass
+
+
+def serve(options: Options) -> int:
+    """Run the threaded server until a signal or ``--max-requests``; the exit status.
+
+    A bind or thread failure is one line on stderr and status 1, never a
+    traceback (the book unwraps both, A3 and F6).
+    """
+    try:
+        server = ThreadedServer(options)
+    except OSError as error:
+        where = url(options.host, options.port)
+        print(f"error: cannot listen on {where}: {error}", file=sys.stderr)
+        return 1
+    except PoolCreationError as error:
+        print(f"error: cannot start the workers: {error}", file=sys.stderr)
+        return 1
+    details = f"{options.workers} workers"
+    logger.info("%s", listening_message(options, server.port, details))
+    handlers: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handlers[signum] = signal.signal(signum, server._on_signal)
+    try:
+        server.serve_forever()
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    return 0
