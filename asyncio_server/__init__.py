@@ -1,1 +1,9 @@
-"""placeholder"""
+"""The book's web server on an event loop: the common core, driven by asyncio.
+
+``python -m asyncio_server`` serves on 127.0.0.1:7879 (uvloop when it is
+installed); :class:`AsyncioServer` runs the same server inside a test.
+"""
+
+from asyncio_server.server import AsyncioServer, HttpProtocol, main, serve
+
+__all__ = ["AsyncioServer", "HttpProtocol", "main", "serve"]

@@ -1,0 +1,643 @@
+"""The asyncio edition: in-process on both event loops, and as a program.
+
+In-process tests run an :class:`AsyncioServer` on its own event loop in a
+thread — ``asyncio`` or ``uvloop``, each test once per loop — while the test
+itself is a pytest-asyncio coroutine on the plugin's loop playing the clients.
+Keeping the two loops apart means a client that blocks cannot stall the
+server, and the server's loop is chosen without pytest-asyncio's deprecated
+policy fixture. Subprocess tests (``server_factory``) cover the command line,
+signals, ``--max-requests`` and bind failures.
+
+Waiting is always for a condition (a log line, a server count, a response),
+polled with a deadline; every traffic loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import re
+import resource
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import pytest
+import uvloop
+from conftest import ServerFactory
+from support import Response, ResponseReader, RunningServer, connect, request
+
+from asyncio_server.server import (
+    AsyncioServer,
+    LoopUnavailable,
+    loop_factory,
+    serve,
+)
+from common.cli import Edition, LoopChoice, Options
+
+T = TypeVar("T")
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+BASE = Options(edition=Edition.ASYNCIO, port=0, sleep_seconds=0.2)
+GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+# -- an in-process server on a loop of its own --
+
+
+class LiveServer:
+    """An :class:`AsyncioServer` running on its own event loop in a thread."""
+
+    def __init__(self, loop_kind: str, options: Options) -> None:
+        self.loop_kind = loop_kind
+        self.options = options
+        self.server = AsyncioServer(options)
+        self.status: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._main, name=f"server-{loop_kind}", daemon=True
+        )
+
+    def _main(self) -> None:
+        with asyncio.Runner(loop_factory=LOOPS[self.loop_kind]) as runner:
+            runner.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            await self.server.start()
+        except BaseException as error:
+            self._error = error
+            return
+        finally:
+            self._ready.set()
+        # The loop runs until stop(), even after a test's own shutdown, so
+        # that call_soon_threadsafe never meets a closed loop.
+        await self._stop.wait()
+        self.status = await self.server.shutdown()  # idempotent
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        assert self._ready.wait(10), "the server did not start"
+        if self._error is not None:
+            raise self._error
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def query(self, read: Callable[[AsyncioServer], T]) -> T:
+        """``read(server)`` evaluated on the server's own loop."""
+        assert self._loop is not None
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(read(self.server))
+            except BaseException as error:
+                future.set_exception(error)
+
+        self._loop.call_soon_threadsafe(run)
+        return future.result(5)
+
+    async def wait_until(
+        self, predicate: Callable[[AsyncioServer], bool], timeout: float = 5.0
+    ) -> None:
+        """Poll ``predicate(server)`` on the server's loop until it holds."""
+        deadline = time.monotonic() + timeout
+        while not self.query(predicate):
+            assert time.monotonic() < deadline, "condition not reached in time"
+            await asyncio.sleep(0.005)
+
+    async def shutdown(self) -> int:
+        """The graceful stop, awaited from the test's loop."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self.server.shutdown(), self._loop)
+        return await asyncio.wrap_future(future)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)
+        assert not self._thread.is_alive(), "the server thread did not stop"
+
+
+LiveFactory = Callable[..., LiveServer]
+
+
+@pytest.fixture(params=sorted(LOOPS))
+def live(request: pytest.FixtureRequest) -> Iterator[LiveFactory]:
+    """``live(**options)`` starts a server on the parametrised loop."""
+    started: list[LiveServer] = []
+
+    def factory(**overrides: Any) -> LiveServer:
+        server = LiveServer(str(request.param), replace(BASE, **overrides))
+        started.append(server)
+        return server.start()
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+# -- an asyncio client --
+
+
+async def read_response(
+    reader: asyncio.StreamReader, *, head: bool = False
+) -> Response:
+    head_bytes = (await reader.readuntil(b"\r\n\r\n"))[:-4]
+    status_line, *lines = head_bytes.decode("latin-1").split("\r\n")
+    _, status, reason = status_line.split(" ", 2)
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = 0 if head else int(headers.get("content-length", "0"))
+    body = await reader.readexactly(length)
+    return Response(int(status), reason, headers, body, head_bytes + b"\r\n\r\n" + body)
+
+
+@contextlib.asynccontextmanager
+async def opened(
+    port: int,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def fetch(port: int, path: str = "/", *, method: str = "GET") -> Response:
+    """One request on a fresh connection, with a bounded wait."""
+    async with opened(port) as (reader, writer):
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        return await asyncio.wait_for(read_response(reader, head=method == "HEAD"), 5)
+
+
+async def timed(awaitable: Awaitable[T]) -> tuple[T, float]:
+    started = time.perf_counter()
+    result = await awaitable
+    return result, time.perf_counter() - started
+
+
+async def at_eof(reader: asyncio.StreamReader, timeout: float = 5.0) -> bool:
+    """True when the server closes without sending anything more."""
+    try:
+        return await asyncio.wait_for(reader.read(1), timeout) == b""
+    except ConnectionResetError:
+        return True
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0), as a crashed client would."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            pytest.skip(f"needs {needed} file descriptors; the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+# -- in-process: the protocol on both loops --
+
+
+@pytest.mark.asyncio
+async def test_serves_pages_and_keeps_pipelined_order(
+    live: LiveFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    server = live()
+    page = await fetch(server.port)
+    assert page.status == 200
+    assert b"<title>Hello!</title>" in page.body
+    head = await fetch(server.port, method="HEAD")
+    assert head.body == b""
+    assert head.header("content-length") == str(len(page.body))
+    assert (await fetch(server.port, "/nope")).status == 404
+    # A delayed reply in the middle of a pipeline holds back the ones after it.
+    async with opened(server.port) as (reader, writer):
+        writer.write(
+            GET
+            + b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n"
+            + b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        statuses = [(await read_response(reader)).status for _ in range(3)]
+        assert statuses == [200, 200, 404]
+        assert await at_eof(reader)
+    assert (
+        f"Listening on http://127.0.0.1:{server.port} (asyncio, {server.loop_kind})"
+        in caplog.text
+    )
+    assert re.search(r'127\.0\.0\.1:\d+ "GET /sleep HTTP/1\.1" 200 \d+ \d', caplog.text)
+
+
+@pytest.mark.asyncio
+async def test_a_half_closed_client_still_gets_every_answer(live: LiveFactory) -> None:
+    server = live(sleep_seconds=0.05)
+    async with opened(server.port) as (reader, writer):
+        # More than one batch after the delay: answering resumes twice.
+        writer.write(GET + b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n" + GET * 40)
+        writer.write_eof()  # "that is all": the answers are still owed
+        statuses = [(await read_response(reader)).status for _ in range(42)]
+        assert statuses == [200] * 42
+        assert await at_eof(reader)
+    await server.wait_until(lambda s: s.open_connections == 0)
+
+
+@pytest.mark.asyncio
+async def test_no_access_log_when_disabled(
+    live: LiveFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    server = live(access_log=False)
+    assert (await fetch(server.port)).status == 200
+    assert not [r for r in caplog.records if r.name == "hello.access"]
+
+
+@pytest.mark.asyncio
+async def test_sleeps_do_not_block_each_other_or_fast_requests(
+    live: LiveFactory,
+) -> None:
+    """The contrast with the threaded edition: 50 sleeps overlap completely."""
+    server = live(sleep_seconds=0.2, access_log=False)
+    started = time.perf_counter()
+    sleepers = [asyncio.create_task(fetch(server.port, "/sleep")) for _ in range(50)]
+    await server.wait_until(lambda s: s.sleeping == 50, timeout=2)
+    fast, took = await timed(fetch(server.port))
+    assert fast.status == 200
+    assert took < 0.1, f"GET / took {took * 1000:.0f} ms during 50 sleeps"
+    replies = await asyncio.gather(*sleepers)
+    elapsed = time.perf_counter() - started
+    assert [reply.status for reply in replies] == [200] * 50
+    assert elapsed < 0.5, f"50 concurrent 0.2 s sleeps took {elapsed:.2f} s"
+
+
+@pytest.mark.asyncio
+async def test_a_thousand_idle_keep_alives_do_not_slow_a_new_client(
+    live: LiveFactory,
+) -> None:
+    count = 1000
+    raise_fd_limit(2 * count + 256)  # both ends live in this process
+    server = live(keep_alive_timeout=60.0, access_log=False)
+    socks = []
+    try:
+        for _ in range(count):
+            socks.append(connect(server.port))
+        for sock in socks:  # every connection has been served once...
+            sock.sendall(GET)
+        for sock in socks:
+            assert ResponseReader(sock).read().status == 200
+        # ...and now sits idle, kept alive.
+        await server.wait_until(lambda s: s.open_connections == count)
+        reply, took = await timed(fetch(server.port))
+        assert reply.status == 200
+        assert took < 0.1, f"GET / took {took * 1000:.0f} ms beside {count} idle"
+    finally:
+        for sock in socks:
+            sock.close()
+    await server.wait_until(lambda s: s.open_connections == 0)
+
+
+@pytest.mark.asyncio
+async def test_a_stalled_head_gets_408_at_the_absolute_deadline(
+    live: LiveFactory,
+) -> None:
+    server = live(header_timeout=0.3)
+    async with opened(server.port) as (reader, writer):
+
+        async def trickle() -> None:
+            # A slowloris: a header byte every 50 ms must not extend the deadline.
+            with contextlib.suppress(ConnectionError):
+                for _ in range(100):
+                    writer.write(b"X")
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+
+        started = time.perf_counter()
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        dripping = asyncio.create_task(trickle())
+        try:
+            reply = await asyncio.wait_for(read_response(reader), 5)
+        finally:
+            dripping.cancel()
+        took = time.perf_counter() - started
+        assert reply.status == 408
+        assert reply.header("connection") == "close"
+        assert 0.25 < took < 1.5, took
+        assert await at_eof(reader)
+
+
+@pytest.mark.asyncio
+async def test_idle_keep_alive_closes_silently(live: LiveFactory) -> None:
+    server = live(keep_alive_timeout=0.3)
+    async with opened(server.port) as (reader, writer):
+        writer.write(GET)
+        assert (await read_response(reader)).status == 200
+        closed, took = await timed(at_eof(reader))
+        assert closed
+        assert 0.25 < took < 2.0, took
+    async with opened(server.port) as (reader, _):  # a connection that never spoke
+        assert await at_eof(reader)
+    await server.wait_until(lambda s: s.open_connections == 0)
+
+
+@pytest.mark.asyncio
+async def test_over_max_connections_gets_503_then_close(live: LiveFactory) -> None:
+    server = live(max_connections=2)
+    async with opened(server.port) as (r1, w1), opened(server.port) as (r2, w2):
+        for reader, writer in ((r1, w1), (r2, w2)):
+            writer.write(GET)
+            assert (await read_response(reader)).status == 200
+        refused = await fetch(server.port)
+        assert refused.status == 503
+        assert refused.header("retry-after") == "1"
+        assert refused.header("connection") == "close"
+        async with opened(server.port) as (r3, w3):
+            w3.write(GET)
+            assert (await read_response(r3)).status == 503
+            assert await at_eof(r3)
+    await server.wait_until(lambda s: s.open_connections == 0)
+    assert (await fetch(server.port)).status == 200  # the slots came back
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_never_reads_is_bounded_and_dropped(
+    live: LiveFactory,
+) -> None:
+    server = live(write_timeout=1.0, access_log=False)
+    hog = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.connect(("127.0.0.1", server.port))
+    hog.setblocking(False)
+    batch = GET * 200
+    sent, stalled = 0, False
+    deadline = time.monotonic() + 5
+    try:
+        # Pipeline requests and never read a reply: the server must stop
+        # reading (backpressure) rather than buffer replies without bound.
+        while sent < 64 * 1024 * 1024 and time.monotonic() < deadline:
+            _, writable, _ = select.select([], [hog], [], 0.3)
+            if not writable:
+                stalled = True
+                break
+            try:
+                sent += hog.send(batch)
+            except BlockingIOError:
+                continue
+            except ConnectionError:
+                stalled = True  # already dropped by the write deadline
+                break
+        assert stalled, f"the server read {sent} bytes without pushing back"
+        reply, took = await timed(fetch(server.port))
+        assert reply.status == 200
+        # Well under the write timeout: nobody waited for the hog to go.
+        assert took < 0.5, f"GET / took {took * 1000:.0f} ms beside the hog"
+        # The write deadline drops it; meanwhile its backlog stays near the
+        # transport's high-water mark (64 KiB), however much it pipelined.
+        backlogs: list[int] = []
+
+        def dropped(s: AsyncioServer) -> bool:
+            backlogs.append(s.write_backlog)
+            return s.open_connections == 0
+
+        await server.wait_until(dropped, timeout=10)
+        assert max(backlogs) < 256 * 1024, max(backlogs)
+    finally:
+        hog.close()
+
+
+@pytest.mark.asyncio
+async def test_graceful_shutdown_finishes_sleepers_and_closes_idlers(
+    live: LiveFactory,
+) -> None:
+    server = live(sleep_seconds=0.3)
+    async with (
+        opened(server.port) as (idle_reader, idle_writer),
+        opened(server.port) as (half_reader, half_writer),
+    ):
+        idle_writer.write(GET)
+        assert (await read_response(idle_reader)).status == 200
+        half_writer.write(b"GET / HTTP/1.1\r\nHo")  # not a request yet
+        sleeper = asyncio.create_task(fetch(server.port, "/sleep"))
+        await server.wait_until(lambda s: s.sleeping == 1 and s.open_connections == 3)
+        stopping = asyncio.create_task(server.shutdown())
+        for reader in (idle_reader, half_reader):
+            closed, took = await timed(at_eof(reader))
+            assert closed
+            assert took < 0.2, f"closed after {took:.2f} s, not at once"
+        reply = await sleeper
+        assert reply.status == 200
+        assert reply.header("connection") == "close"
+        assert await asyncio.wait_for(stopping, 5) == 0
+    with pytest.raises(ConnectionRefusedError):
+        await fetch(server.port)
+
+
+@pytest.mark.asyncio
+async def test_shutdown_timeout_drops_what_is_left(live: LiveFactory) -> None:
+    server = live(sleep_seconds=30.0, shutdown_timeout=0.3)
+    async with opened(server.port) as (reader, writer):
+        writer.write(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")
+        await server.wait_until(lambda s: s.sleeping == 1)
+        status, took = await timed(server.shutdown())
+        assert status == 0
+        assert 0.25 < took < 2.0, took
+        assert await at_eof(reader)
+
+
+@pytest.mark.asyncio
+async def test_client_resets_leave_no_traceback(
+    live: LiveFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = live(sleep_seconds=0.1)
+    sleeper = connect(server.port)
+    sleeper.sendall(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")
+    await server.wait_until(lambda s: s.sleeping == 1)
+    reset(sleeper)  # the reply will meet a dead socket
+    burst = connect(server.port)
+    burst.sendall(GET * 500)
+    reset(burst)  # gone while its replies are being written
+    half = connect(server.port)
+    half.sendall(b"GET / HTTP/1.1\r\nHo")
+    reset(half)
+    await server.wait_until(lambda s: s.open_connections == 0)
+    assert (await fetch(server.port)).status == 200
+    trouble = [
+        record
+        for record in caplog.records
+        if record.levelno >= logging.WARNING or record.exc_info
+    ]
+    assert not trouble, [record.getMessage() for record in trouble]
+
+
+# -- in-process: the loop choice --
+
+
+def test_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert loop_factory(LoopChoice.ASYNCIO) is asyncio.new_event_loop
+    assert loop_factory(LoopChoice.AUTO) is uvloop.new_event_loop
+    assert loop_factory(LoopChoice.UVLOOP) is uvloop.new_event_loop
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+    assert loop_factory(LoopChoice.AUTO) is asyncio.new_event_loop
+    with pytest.raises(LoopUnavailable, match="uvloop is not installed"):
+        loop_factory(LoopChoice.UVLOOP)
+
+
+def test_missing_uvloop_requested_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    assert serve(replace(BASE, loop=LoopChoice.UVLOOP)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "error" in err
+    assert "uvloop" in err
+
+
+# -- the program: command line and signals --
+
+
+@pytest.mark.parametrize(
+    ("choice", "shown"),
+    [("auto", "uvloop"), ("asyncio", "asyncio"), ("uvloop", "uvloop")],
+)
+def test_listening_line_names_the_loop(
+    server_factory: ServerFactory, choice: str, shown: str
+) -> None:
+    server = server_factory("asyncio", "--loop", choice)
+    server.wait_for_log(
+        rf"Listening on http://127\.0\.0\.1:{server.port} \(asyncio, {shown}\)$"
+    )
+    assert request(server.port).status == 200
+
+
+def test_missing_uvloop_exits_2_from_the_command_line() -> None:
+    code = (
+        "import sys, runpy; sys.modules['uvloop'] = None; "
+        "sys.argv = ['asyncio_server', '--loop', 'uvloop', '--port', '0']; "
+        "runpy.run_module('asyncio_server', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "uvloop" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_port_in_use_is_a_one_line_error(server_factory: ServerFactory) -> None:
+    first = server_factory("asyncio")
+    done = subprocess.run(
+        [sys.executable, "-m", "asyncio_server", "--port", str(first.port)],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert str(first.port) in done.stderr
+    assert request(first.port).status == 200  # the first one is unharmed
+
+
+def wait_for_count(
+    server: RunningServer, pattern: str, count: int, timeout: float
+) -> None:
+    """Poll the server's log until ``pattern`` has matched ``count`` lines."""
+    regex = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while len(regex.findall(server.log())) < count:
+        assert time.monotonic() < deadline, f"< {count} x {pattern!r}:\n{server.log()}"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_finishes_requests_in_flight_then_exits_0(
+    server_factory: ServerFactory, signum: signal.Signals
+) -> None:
+    server = server_factory("asyncio", "--sleep-seconds", "0.5", "--log-level", "debug")
+    idle = connect(server.port)
+    idle.sendall(GET)
+    idle_reader = ResponseReader(idle)
+    assert idle_reader.read().status == 200
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        sleepers = [pool.submit(request, server.port, "/sleep") for _ in range(4)]
+        wait_for_count(server, r"'GET /sleep HTTP/1\.1' sleeps", 4, timeout=5)
+        server.signal(signum)
+        server.wait_for_log(r"INFO Shutting down\.$")
+        assert idle_reader.at_eof(timeout=1.0)  # idle: closed at once
+        replies = [sleeper.result(timeout=10) for sleeper in sleepers]
+    idle.close()
+    assert [reply.status for reply in replies] == [200] * 4
+    assert all(reply.header("connection") == "close" for reply in replies)
+    assert server.wait(10) == 0
+    assert "Traceback" not in server.log()
+    with pytest.raises(ConnectionRefusedError):
+        connect(server.port, timeout=2)
+
+
+def test_a_second_signal_exits_at_once(server_factory: ServerFactory) -> None:
+    server = server_factory("asyncio", "--sleep-seconds", "30", "--log-level", "debug")
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")
+        server.wait_for_log(r"'GET /sleep HTTP/1\.1' sleeps")
+        started = time.monotonic()
+        server.signal(signal.SIGTERM)
+        server.wait_for_log(r"Shutting down\.")
+        server.signal(signal.SIGINT)
+        assert server.wait(5) == 128 + signal.SIGINT
+        assert time.monotonic() - started < 3
+        assert ResponseReader(sock).at_eof(timeout=2)
+    wait_for_count(server, r"SIGINT again: exiting at once\.", 1, timeout=5)
+    assert "Traceback" not in server.log()
+
+
+def test_max_requests_two_stops_like_the_book(server_factory: ServerFactory) -> None:
+    server = server_factory("asyncio", "--max-requests", "2")
+    with connect(server.port) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(GET)
+        first = reader.read()
+        sock.sendall(GET)
+        second = reader.read()
+        assert (first.status, second.status) == (200, 200)
+        assert first.header("connection") is None
+        assert second.header("connection") == "close"
+        assert reader.at_eof()
+    assert server.wait(10) == 0
+    server.wait_for_log(r"INFO Shutting down\.$")
+    lines = server.log().splitlines()
+    assert lines[-1].endswith("Shutting down."), lines
