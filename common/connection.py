@@ -47,7 +47,13 @@ class Exchange:
 
     @classmethod
     def failure(cls, error: ProtocolError) -> Exchange:
-        return cls(request_line="-", reply=error_reply(error), keep_alive=False)
+        """The closing exchange for ``error``; bodiless if it answers a HEAD."""
+        return cls(
+            request_line="-",
+            reply=error_reply(error),
+            keep_alive=False,
+            head=error.method == "HEAD",
+        )
 
 
 class HttpConnection:

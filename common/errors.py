@@ -20,6 +20,12 @@ class ProtocolError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.method: str | None = None
+        """The failed request's method, when its request line was valid.
+
+        The parser sets it so that an error answering a HEAD request carries
+        no body (RFC 9110 §9.3.2): a HEAD client does not read one.
+        """
 
     def extra_headers(self) -> tuple[tuple[str, str], ...]:
         """Headers this error's response needs beyond the usual set."""

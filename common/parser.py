@@ -47,11 +47,16 @@ _ABSOLUTE_FORM = re.compile(
     rb"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)((?:/" + _PCHARS + rb"*)?)"
     rb"((?:\?(?:" + _PCHARS + rb"|\?)*)?)"
 )
-_HOST = re.compile(
-    rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
-    rb"(?::[0-9]*)?"
+_HOST_NAME = (  # an IP literal, or a reg-name (RFC 3986 §3.2.2)
+    rb"(?:\[[0-9A-Fa-f:.]+\]"
+    rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
 )
+_HOST = re.compile(_HOST_NAME + rb"(?::[0-9]*)?")
+# RFC 9112 §3.2.3: CONNECT's authority-form is host ":" port, the port required.
+_AUTHORITY_FORM = re.compile(_HOST_NAME + rb":[0-9]+")
 _DIGITS = re.compile(rb"[0-9]+")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_NOT_CRLF = re.compile(rb"[^\r\n]")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;[^\x00-\x08\x0a-\x1f\x7f]*)?")
 
 
@@ -113,6 +118,8 @@ class RequestParser:
         self._remaining = 0  # body or chunk bytes still to discard
         self._body_seen = 0  # chunked body bytes so far, against max_body_bytes
         self._trailer_bytes = 0
+        self._scanned = 0  # head bytes already searched for the blank line
+        self._line_scanned = 0  # the same, for a chunk-size or trailer line
         self._eof = False
         self._deferred: ProtocolError | None = None
 
@@ -133,7 +140,8 @@ class RequestParser:
         True, the idle keep-alive deadline while it is False.
         """
         if self._state is _State.HEAD:
-            return bool(self._buffer.lstrip(b"\r\n"))
+            # A search, not lstrip(): no copy of a large buffer on every call.
+            return _NOT_CRLF.search(self._buffer) is not None
         return self._state is not _State.FAILED
 
     @property
@@ -187,39 +195,61 @@ class RequestParser:
             del buf[: len(buf) - len(buf.lstrip(b"\r\n"))]
         if not buf:
             return None
-        end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            head_end, body_start = end, end + 4
-        else:
-            head_end, body_start = self._find_blank_line(buf)
-            if head_end < 0:
-                self._check_incomplete_head(buf)
-                self._check_eof("request head")
-                return None
+        head_end, body_start = self._find_blank_line(buf, self._scanned)
+        if head_end < 0:
+            # Resume the search here next time (a terminator is at most 3
+            # bytes), so a head fed byte by byte costs linear, not quadratic,
+            # time: a slowloris client must not be able to burn the CPU.
+            self._scanned = max(0, len(buf) - 3)
+            self._check_incomplete_head(buf)
+            self._check_eof("request head")
+            return None
+        self._scanned = 0
         head = bytes(buf[:head_end])
         del buf[:body_start]
         return self._parse_complete_head(head)
 
     @staticmethod
-    def _find_blank_line(buf: bytearray) -> tuple[int, int]:
-        """Where the head ends when some lines end in a bare LF (RFC 9112 §2.2)."""
-        candidates = [
-            (pos, pos + width)
-            for pos, width in ((buf.find(b"\n\n"), 2), (buf.find(b"\n\r\n"), 3))
-            if pos >= 0
-        ]
-        return min(candidates) if candidates else (-1, -1)
+    def _find_blank_line(buf: bytearray, start: int = 0) -> tuple[int, int]:
+        """Where the head ends: ``(end of head, start of body)``, or ``(-1, -1)``.
+
+        The head ends at the *first* empty line, whether lines end in CRLF or
+        in a bare LF (RFC 9112 §2.2). ``\r\n\r\n`` contains ``\n\r\n``, so
+        two patterns cover every mix; the head then may end in a CR, which the
+        line parsing drops. Taking the earliest match matters with pipelining:
+        a bare-LF request followed by a CRLF one must not be read as one head.
+        """
+        # One regex pass, not two find() calls: with CRLF requests pipelined,
+        # find(b"\n\n") never matches and would rescan the whole buffer for
+        # every request, making a long pipeline quadratic.
+        match = _BLANK_LINE.search(buf, start)
+        return (match.start(), match.end()) if match else (-1, -1)
 
     def _check_incomplete_head(self, buf: bytearray) -> None:
-        """Refuse a head that is already too long before it is even complete."""
+        """Refuse a head that is already too long before it is even complete.
+
+        Each bound is measured never above what :meth:`_parse_complete_head`
+        will measure once the head is complete: a line terminator that has
+        only half arrived at the end of the buffer (a CR, or CRLF CR) is not
+        counted. So whether a head is refused never depends on how its bytes
+        were split, only on the bytes.
+        """
         limits = self._limits
         newline = buf.find(b"\n")
-        line_length = len(buf) if newline < 0 else len(buf[:newline].rstrip(b"\r"))
+        if newline < 0:
+            line_length = len(buf) - (1 if buf.endswith(b"\r") else 0)
+        else:
+            line_length = newline - (1 if buf[newline - 1 : newline] == b"\r" else 0)
         if line_length > limits.max_request_line:
             raise URITooLong(
                 f"request line longer than {limits.max_request_line} bytes"
             )
-        if newline >= 0 and len(buf) - newline - 1 > limits.max_header_bytes:
+        if newline < 0:
+            return
+        section = len(buf) - newline - 1
+        tail = bytes(buf[len(buf) - min(section, 3) :])
+        section -= len(tail) - len(tail.rstrip(b"\r\n"))
+        if section > limits.max_header_bytes:
             raise HeaderFieldsTooLarge(
                 f"header section larger than {limits.max_header_bytes} bytes"
             )
@@ -232,13 +262,21 @@ class RequestParser:
             raise URITooLong(
                 f"request line longer than {limits.max_request_line} bytes"
             )
-        if len(header_block) > limits.max_header_bytes:
+        # The header section: its field lines and the terminators between
+        # them, not the one ending the last line (the head may end in its CR)
+        # nor the blank line. The CR stays for _parse_fields, which drops one
+        # per line, so a bare CR before the last line's CRLF is still refused.
+        if len(header_block.removesuffix(b"\r")) > limits.max_header_bytes:
             raise HeaderFieldsTooLarge(
                 f"header section larger than {limits.max_header_bytes} bytes"
             )
         method, target, version = _parse_request_line(request_line)
-        headers = _parse_fields(header_block, limits.max_header_count)
-        return self._build_request(method, target, version, headers)
+        try:
+            headers = _parse_fields(header_block, limits.max_header_count)
+            return self._build_request(method, target, version, headers)
+        except ProtocolError as error:
+            error.method = method
+            raise
 
     def _build_request(
         self,
@@ -289,8 +327,14 @@ class RequestParser:
                 raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
             if lengths:
                 raise BadRequest("both Transfer-Encoding and Content-Length")
-            codings = [c.strip().lower() for v in codings_values for c in v.split(",")]
-            if codings[-1] != "chunked":
+            # RFC 9110 §5.6.1: a recipient ignores empty list elements.
+            codings = [
+                coding
+                for value in codings_values
+                for element in value.split(",")
+                if (coding := element.strip(" \t").lower())
+            ]
+            if not codings or codings[-1] != "chunked":
                 raise BadRequest("Transfer-Encoding whose final coding is not chunked")
             if codings.count("chunked") > 1:
                 raise BadRequest("chunked applied more than once")
@@ -306,8 +350,13 @@ class RequestParser:
             return False
         if len(lengths) > 1 or not _DIGITS.fullmatch(lengths[0].encode("latin-1")):
             raise BadRequest("invalid Content-Length")
-        length = int(lengths[0])
-        if length > self._limits.max_body_bytes:
+        # Never int() an unbounded digit string: past 4300 digits Python
+        # raises ValueError, and any length with more digits than the limit
+        # is too large anyway (leading zeros do not count).
+        digits = lengths[0].lstrip("0") or "0"
+        max_digits = len(str(self._limits.max_body_bytes))
+        length = int(digits) if len(digits) <= max_digits else -1
+        if length < 0 or length > self._limits.max_body_bytes:
             raise ContentTooLarge(
                 f"request body larger than {self._limits.max_body_bytes} bytes"
             )
@@ -351,11 +400,15 @@ class RequestParser:
     def _take_line(self, limit: int, what: str) -> bytes | None:
         """A CRLF-terminated line from the buffer (bare LF refused in bodies)."""
         buf = self._buffer
-        end = buf.find(b"\r\n")
+        end = buf.find(b"\r\n", self._line_scanned)
         if end < 0:
-            if len(buf) > limit:
+            # Linear time when fed byte by byte, as for the head.
+            self._line_scanned = max(0, len(buf) - 1)
+            # A CR at the end may be the first half of the CRLF: not counted.
+            if len(buf) - buf.endswith(b"\r") > limit:
                 raise BadRequest(f"{what} longer than {limit} bytes")
             return None
+        self._line_scanned = 0
         if end > limit:
             raise BadRequest(f"{what} longer than {limit} bytes")
         line = bytes(buf[:end])
@@ -464,7 +517,7 @@ def _route_path(method: str, target: bytes) -> str:
             raise BadRequest("asterisk-form is only for OPTIONS")
         return "*"
     elif method == "CONNECT":
-        if not _HOST.fullmatch(target) or b":" not in target:
+        if not _AUTHORITY_FORM.fullmatch(target):
             raise BadRequest("CONNECT needs an authority-form target")
         return ""
     else:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 
-from common.routes import Reply
+from common.routes import Reply, reason
 
 SERVER_NAME = "hello"
 _CACHE_LIMIT = 64  # distinct (reply, connection, head) combinations kept per second
@@ -27,12 +27,20 @@ class ConnectionHeader(enum.Enum):
     CLOSE = "close"  # the server closes after this response
 
 
+_Cache = dict[tuple[Reply, ConnectionHeader, bool], bytes]
+
+
 class Responder:
     """Renders replies, caching the bytes for the second they stay valid.
 
     ``Date`` is formatted at most once a second (RFC 9110 §6.6.1 asks for
     one-second resolution); responses to the fixed routes are cached with it
     and rebuilt when it changes. ``clock`` is injectable for tests.
+
+    The second, its date and its cache are swapped as one tuple, never
+    updated field by field: pool workers may share a responder, and a worker
+    that read the old date must not be able to store a stale response into
+    the new second's cache.
     """
 
     def __init__(
@@ -40,31 +48,33 @@ class Responder:
     ) -> None:
         self._server = server
         self._clock = clock
-        self._second = -1
-        self._date = ""
-        self._cache: dict[tuple[Reply, ConnectionHeader, bool], bytes] = {}
+        self._now: tuple[int, str, _Cache] = (-1, "", {})
+
+    def _current(self) -> tuple[int, str, _Cache]:
+        """This second, its IMF-fixdate and its response cache."""
+        second = int(self._clock())
+        now = self._now
+        if second != now[0]:
+            now = (second, formatdate(second, usegmt=True), {})
+            self._now = now
+        return now
 
     def date(self) -> str:
         """The current IMF-fixdate, reformatted only when the second changes."""
-        second = int(self._clock())
-        if second != self._second:
-            self._second = second
-            self._date = formatdate(second, usegmt=True)
-            self._cache.clear()
-        return self._date
+        return self._current()[1]
 
     def render(
         self, reply: Reply, connection: ConnectionHeader, *, head: bool = False
     ) -> bytes:
         """The full response: status line, headers, blank line, body unless HEAD."""
-        date = self.date()
+        _, date, cache = self._current()
         key = (reply, connection, head)
-        cached = self._cache.get(key)
+        cached = cache.get(key)
         if cached is not None:
             return cached
         status = reply.status
         lines = [
-            f"HTTP/1.1 {status.value} {status.phrase}",
+            f"HTTP/1.1 {status.value} {reason(status)}",
             "Content-Type: text/html; charset=utf-8",
             f"Content-Length: {len(reply.body)}",
             f"Date: {date}",
@@ -76,6 +86,6 @@ class Responder:
         data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if not head:
             data += reply.body
-        if len(self._cache) < _CACHE_LIMIT:
-            self._cache[key] = data
+        if len(cache) < _CACHE_LIMIT:
+            cache[key] = data
         return data

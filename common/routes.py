@@ -19,6 +19,21 @@ from common.parser import Request
 ALLOWED_METHODS = ("GET", "HEAD")
 ALLOW_HEADER = ("Allow", ", ".join(ALLOWED_METHODS))
 
+# RFC 9110 §15 renamed these; Python's HTTPStatus has the new names only from
+# 3.13 on, so without this table the status line would depend on the
+# interpreter ("413 Request Entity Too Large" on 3.11 and 3.12).
+_RFC9110_PHRASES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+
+
+def reason(status: HTTPStatus) -> str:
+    """The reason phrase RFC 9110 §15 gives ``status``, on every Python."""
+    return _RFC9110_PHRASES.get(status.value, status.phrase)
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -48,7 +63,7 @@ class Pages:
 
 def error_page(status: HTTPStatus, detail: str) -> bytes:
     """A short HTML page saying what was wrong, in the book pages' layout."""
-    title = f"{status.value} {status.phrase}"
+    title = f"{status.value} {reason(status)}"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n'
