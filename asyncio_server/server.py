@@ -40,6 +40,7 @@ import contextlib
 import enum
 import logging
 import math
+import select
 import signal
 import socket
 import sys
@@ -52,8 +53,10 @@ from common.cli import Edition, LoopChoice, Options, parse_options
 from common.connection import Exchange, HttpConnection
 from common.errors import RequestTimeout, ServiceUnavailable
 from common.logs import AccessLog, configure_logging, listening_message, url
+from common.resources import raise_open_file_limit
 from common.response import Responder
 from common.routes import Pages, Router
+from common.supervisor import supervise
 
 log = logging.getLogger("hello.asyncio")
 
@@ -168,9 +171,9 @@ class HttpProtocol(asyncio.Protocol):
         self.admitted = server.admit(self)
         if not self.admitted:
             self._reject()
-        elif server.stopping:
+        elif server.stopping and not _has_input(transport):
             self._close()  # accepted just as the listener closed: it is idle
-        else:
+        else:  # (stopping with a request waiting: answer it, then close)
             self._arm(
                 _Phase.IDLE, self._loop.time() + server.options.keep_alive_timeout
             )
@@ -316,14 +319,14 @@ class HttpProtocol(asyncio.Protocol):
         conn = self._conn
         if conn.closed or self._must_close or self._eof:
             self._close()
+        elif self._server.stopping:
+            self._close()  # idle, or a head still incomplete at shutdown
         elif conn.mid_request:
             if self._phase is not _Phase.HEAD:  # absolute: from the first byte
                 self._arm(
                     _Phase.HEAD,
                     self._loop.time() + self._server.options.header_timeout,
                 )
-        elif self._server.stopping:
-            self._close()
         else:
             self._arm(
                 _Phase.IDLE,
@@ -369,10 +372,17 @@ class HttpProtocol(asyncio.Protocol):
     def shutdown(self) -> None:
         """The server is stopping: a connection with no request received (idle,
         or half a head) closes now; one with a request closes after answering
-        it, with ``Connection: close``."""
+        it, with ``Connection: close``. Bytes already on the socket but not yet
+        delivered to :meth:`data_received` count as received: closing now
+        would lose a request the client sent before the listener closed."""
         transport = self._transport
         waiting = self._phase is _Phase.IDLE or self._phase is _Phase.HEAD
-        if waiting and transport is not None and not transport.is_closing():
+        if (
+            waiting
+            and transport is not None
+            and not transport.is_closing()
+            and not _has_input(transport)
+        ):
             self._close()
 
     def abort(self) -> None:
@@ -457,6 +467,25 @@ def _client_name(peer: object) -> str:
     return "-"
 
 
+def _readable(fileobj: object) -> bool:
+    """Bytes (or an EOF, or a pending connection) wait on it, right now.
+
+    ``poll``, not ``select``: descriptors past 1023 are common here.
+    """
+    try:
+        poller = select.poll()
+        poller.register(fileobj, select.POLLIN)  # type: ignore[arg-type]
+        return bool(poller.poll(0))
+    except (OSError, ValueError, TypeError):  # closed, or no descriptor
+        return False
+
+
+def _has_input(transport: asyncio.BaseTransport) -> bool:
+    """Has the client sent bytes the loop has not yet handed to the protocol?"""
+    sock = transport.get_extra_info("socket")
+    return sock is not None and _readable(sock)
+
+
 class AsyncioServer:
     """A listening socket, the connections it accepted, and how it stops.
 
@@ -464,8 +493,15 @@ class AsyncioServer:
     process: ``port = await server.start()``, then ``await server.shutdown()``.
     """
 
-    def __init__(self, options: Options, pages: Pages | None = None) -> None:
+    def __init__(
+        self,
+        options: Options,
+        pages: Pages | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
         self.options = options
+        self._sock = sock
+        """A socket already listening (from ``--processes``), served instead."""
         self.router = Router(pages or Pages.load(), options.sleep_seconds)
         self.limits = options.limits()
         self.responder = Responder()
@@ -481,6 +517,7 @@ class AsyncioServer:
         self._emptied: asyncio.Future[None] | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._stopped: asyncio.Future[int] | None = None
+        self._quiet_until = -math.inf  # accept() out of descriptors: see _loop_error
 
     @property
     def open_connections(self) -> int:
@@ -501,17 +538,45 @@ class AsyncioServer:
         """Listen; return the real port (useful with port 0)."""
         loop = asyncio.get_running_loop()
         self._stopped = loop.create_future()
-        self._listener = await loop.create_server(
-            lambda: HttpProtocol(self, loop),
-            self.options.host,
-            self.options.port,
-            backlog=BACKLOG,
-        )
+        if loop.get_exception_handler() is None:
+            loop.set_exception_handler(self._loop_error)
+        if self._sock is not None:  # inherited from the --processes supervisor
+            self._listener = await loop.create_server(
+                lambda: HttpProtocol(self, loop), sock=self._sock, backlog=BACKLOG
+            )
+        else:
+            self._listener = await loop.create_server(
+                lambda: HttpProtocol(self, loop),
+                self.options.host,
+                self.options.port,
+                backlog=BACKLOG,
+            )
         sockets = self._listener.sockets
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.options.port
         self.loop_name = loop_name(loop)
         log.info("%s", listening_message(self.options, self.port, self.loop_name))
         return self.port
+
+    def _loop_error(
+        self, loop: asyncio.AbstractEventLoop, context: dict[str, object]
+    ) -> None:
+        """Log running out of descriptors in accept() once a spell, not 1024 times.
+
+        uvloop (libuv) never gets here: it accepts into a reserved descriptor
+        and closes the connection at once. The stdlib loop reports EMFILE and
+        retries a second later, but (gh-151615, fixed in newer Pythons) it
+        reports it once for every slot of the backlog, every time.
+        """
+        if context.get("message") != "socket.accept() out of system resource":
+            loop.default_exception_handler(context)
+            return
+        now = loop.time()
+        if now >= self._quiet_until:
+            log.error(
+                "accept() failed: %s; retrying every second",
+                context.get("exception"),
+            )
+        self._quiet_until = now + 2.5  # the spell lasts while retries keep failing
 
     # -- connections ---------------------------------------------------------------
 
@@ -574,6 +639,7 @@ class AsyncioServer:
         whatever is left is dropped.
         """
         assert self._listener is not None
+        await self._accept_backlog()
         self._listener.close()
         for connection in list(self._connections):
             connection.shutdown()
@@ -600,6 +666,20 @@ class AsyncioServer:
         if await self._wait_empty(1.0):
             await self._listener.wait_closed()
 
+    async def _accept_backlog(self, rounds: int = 100) -> None:
+        """Let the loop accept the connections already queued on the listener.
+
+        Closing a listener resets every connection still in its backlog, and
+        those clients may have sent their whole request already. A few loop
+        iterations (bounded) take them in; they are then answered like any
+        connection that was accepted before the shutdown.
+        """
+        assert self._listener is not None
+        for _ in range(rounds):
+            if not any(_readable(sock) for sock in self._listener.sockets):
+                return
+            await asyncio.sleep(0)
+
     async def _wait_empty(self, timeout: float) -> bool:
         if not self._connections:
             return True
@@ -619,8 +699,8 @@ class AsyncioServer:
 # -- the program ---------------------------------------------------------------------
 
 
-async def _run(options: Options) -> int:
-    server = AsyncioServer(options)
+async def _run(options: Options, sock: socket.socket | None = None) -> int:
+    server = AsyncioServer(options, sock=sock)
     try:
         await server.start()
     except OSError as error:  # one line, no traceback (the book unwraps it)
@@ -630,8 +710,14 @@ async def _run(options: Options) -> int:
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
 
+    received: list[int] = []
+
     def on_signal(signum: int) -> None:
-        if server.stopping:
+        # Counted, as in the threaded edition: a stop by --max-requests is no
+        # first signal (under --processes the parent's SIGTERM may find a
+        # child draining after its --max-requests; it must not abort it).
+        received.append(signum)
+        if len(received) > 1:
             log.warning("%s again: exiting at once.", signal.Signals(signum).name)
             server.abort(128 + signum)
         else:
@@ -648,8 +734,9 @@ async def _run(options: Options) -> int:
         await server.close()
 
 
-def serve(options: Options) -> int:
+def serve(options: Options, sock: socket.socket | None = None) -> int:
     """Run the server until it stops; the process exit status."""
+    raise_open_file_limit()  # each connection is a descriptor
     try:
         factory = loop_factory(options.loop)
     except LoopUnavailable as error:
@@ -657,7 +744,7 @@ def serve(options: Options) -> int:
         return 2
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(_run(options))
+            return runner.run(_run(options, sock))
     except KeyboardInterrupt:  # before the handlers were installed
         return 128 + signal.SIGINT
 
@@ -666,4 +753,17 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m asyncio_server [options]``: parse, set up logging, serve."""
     options = parse_options(Edition.ASYNCIO, argv)
     configure_logging(options.log_level)
+    if options.processes > 1:
+        return _supervise(options)
     return serve(options)
+
+
+def _supervise(options: Options) -> int:
+    """``--processes N``: check the loop once, then fork N servers."""
+    try:
+        factory = loop_factory(options.loop)
+    except LoopUnavailable as error:
+        print(f"python -m asyncio_server: error: {error}", file=sys.stderr)
+        return 2
+    name = "asyncio" if factory is asyncio.new_event_loop else "uvloop"
+    return supervise(options, lambda sock: serve(options, sock), name)

@@ -126,6 +126,25 @@ def _editions(text: str) -> tuple[str, ...]:
     return names
 
 
+MAX_PROCESSES = 64
+
+
+def _process_counts(text: str) -> tuple[int, ...]:
+    """``1,2``: the ``--processes`` values to start each edition with, in order."""
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        counts = ()
+    if not counts or not all(1 <= n <= MAX_PROCESSES for n in counts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of whole numbers "
+            f"between 1 and {MAX_PROCESSES}"
+        )
+    if len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"{text!r} names a count twice")
+    return counts
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and still exit status 2)."""
 
@@ -227,6 +246,14 @@ def build_throughput_parser() -> argparse.ArgumentParser:
         choices=["auto", "wrk", "builtin"],
         default="auto",
         help="load generator: auto uses wrk when it is on PATH",
+    )
+    add(
+        "--processes",
+        type=_process_counts,
+        default=(1,),
+        metavar="LIST",
+        help="start each edition with each of these --processes counts in turn "
+        "(e.g. 1,2) and print the scaling side by side",
     )
     return parser
 
@@ -420,29 +447,43 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
             "on a small machine it may itself be the bottleneck"
         )
     client.run(lambda: _check_targets(plan.targets, progress))
-    # /sleep plays no part here; the editions get the latency bench's defaults.
-    server_settings = servers.ServerSettings(sleep_seconds=1.0, workers=plan.workers)
     runs: list[ThroughputRun] = []
-    with servers.launched(
-        plan.editions, server_settings, on_event=progress.phase
-    ) as launched:
-        for subject in _subjects(plan, launched):
-            name = subject.name
-            client.run(functools.partial(_warm_up, name, subject.endpoint))
-            for mode in MODES:
-                load = Load(name, subject.endpoint, mode, connections, seconds)
-                tool = WRK if wrk is not None else BUILTIN
-                progress.phase(
-                    f"{name}: {mode}, {connections} connections, {seconds:g} s ({tool})"
-                )
-                if wrk is not None:
-                    run = run_wrk(wrk, load)
-                else:
-                    run = client.run(functools.partial(run_builtin, load))
-                progress.phase(f"{name}: {mode}: {run.requests_per_second:.0f} req/s")
-                runs.append(run)
+    # One round per --processes count; the targets (not ours) in the first only.
+    for round_, processes in enumerate(args.processes):
+        # /sleep plays no part here; the editions get the latency bench's defaults.
+        server_settings = servers.ServerSettings(
+            sleep_seconds=1.0, workers=plan.workers, processes=processes
+        )
+        with servers.launched(
+            plan.editions, server_settings, on_event=progress.phase
+        ) as launched:
+            for subject in _subjects(plan, launched):
+                if round_ and not subject.started:
+                    continue
+                name = subject.name
+                count = processes if subject.started else 1
+                label = name if count == 1 else f"{name}-{count}p"
+                client.run(functools.partial(_warm_up, name, subject.endpoint))
+                for mode in MODES:
+                    load = Load(
+                        name, subject.endpoint, mode, connections, seconds, count
+                    )
+                    tool = WRK if wrk is not None else BUILTIN
+                    progress.phase(
+                        f"{label}: {mode}, {connections} connections, "
+                        f"{seconds:g} s ({tool})"
+                    )
+                    if wrk is not None:
+                        run = run_wrk(wrk, load)
+                    else:
+                        run = client.run(functools.partial(run_builtin, load))
+                    rate = run.requests_per_second
+                    progress.phase(f"{label}: {mode}: {rate:.0f} req/s")
+                    runs.append(run)
     progress.done()
     stdout.write(report.throughput_table(runs))
+    if scaling := report.scaling_table(runs):
+        stdout.write("\n" + scaling)
     stdout.flush()
     if plan.json is not None:
         report.write_json(plan.json, report.throughput_json(runs, seconds))

@@ -43,6 +43,8 @@ class ServerSettings:
     sleep_seconds: float
     workers: int
     shutdown_timeout: float = 5.0
+    processes: int = 1
+    """``--processes``: server processes behind one port (1: no supervisor)."""
 
     def argv(self, edition: str) -> list[str]:
         module = MODULES[edition]
@@ -62,6 +64,8 @@ class ServerSettings:
         ]
         if edition == THREADED:
             args += ["--workers", str(self.workers)]
+        if self.processes > 1:
+            args += ["--processes", str(self.processes)]
         return args
 
 
@@ -78,6 +82,11 @@ class LaunchedServer:
         default_factory=lambda: collections.deque(maxlen=_TAIL_LINES)
     )
     listening: threading.Event = field(default_factory=threading.Event)
+    processes: int = 1
+    """With ``--processes N`` the parent and then each child log a Listening
+    line (one port): all N + 1 mean every child accepts."""
+    listeners: int = 0
+    ready: threading.Event = field(default_factory=threading.Event)
 
     @property
     def pid(self) -> int:
@@ -94,11 +103,16 @@ class LaunchedServer:
         for raw in stream:
             line = raw.rstrip("\n")
             self.tail.append(line)
-            if not self.listening.is_set() and (match := LISTENING.search(line)):
-                self.endpoint = Endpoint(match.group(1), int(match.group(2)))
-                self.details = match.group(3)
-                self.listening.set()
+            if not self.ready.is_set() and (match := LISTENING.search(line)):
+                if not self.listening.is_set():
+                    self.endpoint = Endpoint(match.group(1), int(match.group(2)))
+                    self.details = match.group(3)
+                    self.listening.set()
+                self.listeners += 1
+                if self.listeners >= (1 if self.processes == 1 else self.processes + 1):
+                    self.ready.set()
         self.listening.set()  # EOF: the process is gone; wake the starter
+        self.ready.set()
 
     def last_words(self) -> str:
         """The last log line, for a one-line error message."""
@@ -145,7 +159,7 @@ def _spawn(edition: str, settings: ServerSettings) -> LaunchedServer:
         env=_environment(),
         start_new_session=True,
     )
-    server = LaunchedServer(edition, process)
+    server = LaunchedServer(edition, process, processes=settings.processes)
     threading.Thread(
         target=server.drain, name=f"bench-{edition}-log", daemon=True
     ).start()
@@ -188,6 +202,13 @@ def launched(
                     f"{server.edition} {why}: {server.last_words()}"
                     if server.tail
                     else f"{server.edition} {why} within {timeout:g} s (no output)"
+                )
+            # A connection made before every child is up would all go to the
+            # first one (wrk opens its keep-alive connections at once).
+            if not server.ready.wait(timeout):
+                raise ServerError(
+                    f"{server.edition}: only {server.listeners - 1} of "
+                    f"{server.processes} processes listening within {timeout:g} s"
                 )
             on_event(
                 f"{server.edition} listening on {server.endpoint.url} "

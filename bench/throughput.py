@@ -48,10 +48,18 @@ class ThroughputRun:
     p90: float | None
     p99: float | None
     max: float | None
+    processes: int = 1
+    """The server's ``--processes`` (1 for a --target: not ours to know)."""
+
+    @property
+    def label(self) -> str:
+        """``threaded``, or ``threaded-2p`` when it ran with ``--processes 2``."""
+        return self.name if self.processes == 1 else f"{self.name}-{self.processes}p"
 
     def as_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
+            "processes": self.processes,
             "url": self.url,
             "mode": self.mode,
             "client": self.client,
@@ -78,6 +86,7 @@ class Load:
     mode: str
     connections: int
     seconds: float
+    processes: int = 1
 
 
 def find_wrk() -> str | None:
@@ -154,6 +163,7 @@ def parse_wrk(output: str, load: Load) -> ThroughputRun:
         p90=distribution.get(90),
         p99=distribution.get(99),
         max=latency_max,
+        processes=load.processes,
     )
 
 
@@ -225,4 +235,5 @@ async def run_builtin(load: Load) -> ThroughputRun:
         p90=p90,
         p99=p99,
         max=good[-1] if good else None,
+        processes=load.processes,
     )

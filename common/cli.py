@@ -60,6 +60,7 @@ class Options:
     workers: int = 4
     queue_size: int = 1024
     loop: LoopChoice = LoopChoice.AUTO
+    processes: int = 1
 
     def limits(self) -> Limits:
         """The protocol limits with this command line's timeouts."""
@@ -109,8 +110,13 @@ def _host(text: str) -> str:
     except ValueError:
         pass
     labels = text.rstrip(".").split(".")
+    # ASCII only: str.isalnum() alone would accept "héllo", which no resolver
+    # takes as-is (RFC 1123 §2.1 host names are letters, digits and hyphens).
     if text and all(
-        label and len(label) <= 63 and label.replace("-", "").isalnum()
+        label
+        and len(label) <= 63
+        and label.isascii()
+        and label.replace("-", "").isalnum()
         for label in labels
     ):
         return text
@@ -195,6 +201,13 @@ def build_parser(edition: Edition) -> argparse.ArgumentParser:
         default=10.0,
         help="on SIGINT/SIGTERM, how long in-flight requests may take to finish",
     )
+    add(
+        "--processes",
+        type=_count,
+        default=1,
+        help="server processes sharing one listening socket, each with its own "
+        "pool or loop, supervised by a parent that restarts any that dies",
+    )
     if edition is Edition.THREADED:
         add("--workers", type=_count, default=4, help="threads in the pool")
         add(
@@ -233,4 +246,5 @@ def parse_options(edition: Edition, argv: Sequence[str] | None = None) -> Option
         workers=int(args.workers) if threaded else 4,
         queue_size=int(args.queue_size) if threaded else 1024,
         loop=LoopChoice.AUTO if threaded else LoopChoice(args.loop),
+        processes=int(args.processes),
     )

@@ -11,11 +11,16 @@ from common.connection import Exchange
 ACCESS_LOGGER = "hello.access"
 
 
-def configure_logging(level: str) -> None:
-    """Plain lines on stderr: time, level, message (the book printed to stdout)."""
+def configure_logging(level: str, *, pids: bool = False) -> None:
+    """Plain lines on stderr: time, level, message (the book printed to stdout).
+
+    ``pids`` puts ``[PID]`` before the message, so that the lines of the
+    processes of ``--processes N`` (and their access logs) can be told apart.
+    """
+    pid = " [%(process)d]" if pids else ""
     logging.basicConfig(
         level=level.upper(),
-        format="%(asctime)s %(levelname)s %(message)s",
+        format=f"%(asctime)s %(levelname)s{pid} %(message)s",
         force=True,
     )
 

@@ -6,12 +6,16 @@ import sys
 
 from common.cli import Edition, parse_options
 from common.logs import configure_logging
+from common.supervisor import supervise
 from threaded.server import serve
 
 
 def main() -> None:
     options = parse_options(Edition.THREADED)
     configure_logging(options.log_level)
+    if options.processes > 1:  # a parent that forks and supervises the servers
+        details = f"{options.workers} workers"
+        sys.exit(supervise(options, lambda sock: serve(options, sock), details))
     sys.exit(serve(options))
 
 

@@ -48,6 +48,7 @@ from common.cli import Options
 from common.connection import Exchange, HttpConnection
 from common.errors import RequestTimeout, ServiceUnavailable
 from common.logs import AccessLog, listening_message, url
+from common.resources import raise_open_file_limit
 from common.response import Responder
 from common.routes import Pages, Router
 from threaded.pool import PoolCreationError, ThreadPool
@@ -107,7 +108,7 @@ class ThreadedServer:
     :meth:`close` (or a ``with`` block).
     """
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, sock: socket.socket | None = None) -> None:
         self.options = options
         self._limits = options.limits()
         self._router = Router(Pages.load(), options.sleep_seconds)
@@ -120,7 +121,11 @@ class ThreadedServer:
         self._budget = RequestBudget(options.max_requests)
         self._busy = Exchange.failure(ServiceUnavailable())
 
-        self._listener = _listen(options.host, options.port)
+        if sock is None:
+            sock = _listen(options.host, options.port)
+        else:  # already listening: inherited from the --processes supervisor
+            sock.setblocking(False)
+        self._listener = sock
         self.port: int = self._listener.getsockname()[1]
         try:
             self._wake_r, self._wake_w = socket.socketpair()
@@ -149,6 +154,7 @@ class ThreadedServer:
         self._next_idle_check = math.inf
         self._next_partial_check = math.inf
         self._accept_resume = math.inf
+        self._accept_failing = False  # EMFILE and friends: logged once a spell
 
         # The hand-back: workers append here and wake the acceptor. The lock
         # also makes "stopping" and "hand back" exclusive, so no connection
@@ -238,7 +244,8 @@ class ThreadedServer:
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, address = listener.accept()
-            except BlockingIOError:
+            except BlockingIOError:  # all taken: descriptors were to spare
+                self._accept_failing = False
                 return
             except OSError as error:
                 # The book unwraps here (A4): one EMFILE ended the server.
@@ -246,7 +253,12 @@ class ThreadedServer:
                     logger.warning("accept() failed: %s", error)
                     continue
                 # The backlog stays readable: pause rather than spin on it.
-                logger.error("accept() failed: %s; pausing %.1f s", error, ACCEPT_PAUSE)
+                # Logged once a spell, not every pause: a spell ends when the
+                # backlog is emptied (a lone success proves no headroom, since
+                # accept() on a full descriptor table fails even when empty).
+                report = logger.debug if self._accept_failing else logger.error
+                report("accept() failed: %s; pausing %.1f s", error, ACCEPT_PAUSE)
+                self._accept_failing = True
                 self._selector.unregister(listener)
                 self._accept_resume = now + ACCEPT_PAUSE
                 return
@@ -492,11 +504,19 @@ class ThreadedServer:
             self._stopping = True
             returned, self._returned = self._returned, []
         selector = self._selector
-        self._listener.close()  # new connections are refused from here on
-        for client in [*self._idle, *self._partial]:
-            self._close(client, drain=True)
+        now = time.monotonic()
         for client in returned:
-            self._close(client, drain=True)
+            self._park(client, now)
+        self._accept_backlog(now)
+        self._listener.close()  # new connections are refused from here on
+        # A parked connection whose request has already arrived is answered
+        # (with Connection: close): its client sent it before we stopped.
+        ready = {key.data for key, _ in selector.select(0) if key.data is not None}
+        for client in [*self._idle, *self._partial]:
+            if client in ready:
+                self._dispatch(client)
+            else:
+                self._close(client, drain=True)
         self._idle.clear()
         self._partial.clear()
         selector.close()
@@ -509,6 +529,19 @@ class ThreadedServer:
             self._close(client)
         self._wake_r.close()
         self._wake_w.close()
+
+    def _accept_backlog(self, now: float) -> None:
+        """Take in the connections queued on the listener (a bounded number).
+
+        Closing the listener would reset them, yet their clients may have
+        sent a whole request already; accepted, they are served like the rest.
+        """
+        listener = self._listener
+        for _ in range(1 + self.options.max_connections // ACCEPT_BATCH):
+            events = self._selector.select(0)
+            if not any(key.fileobj is listener for key, _ in events):
+                return
+            self._accept(now)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         """First SIGINT/SIGTERM: graceful shutdown. Second: exit at once."""
@@ -540,14 +573,15 @@ def _discard_input(sock: socket.socket) -> None:
         pass
 
 
-def serve(options: Options) -> int:
+def serve(options: Options, sock: socket.socket | None = None) -> int:
     """Run the threaded server until a signal or ``--max-requests``; the exit status.
 
     A bind or thread failure is one line on stderr and status 1, never a
     traceback (the book unwraps both, A3 and F6).
     """
+    raise_open_file_limit()  # each connection is a descriptor
     try:
-        server = ThreadedServer(options)
+        server = ThreadedServer(options, sock)
     except OSError as error:
         where = url(options.host, options.port)
         print(f"error: cannot listen on {where}: {error}", file=sys.stderr)
