@@ -364,7 +364,10 @@ def test_running_out_of_descriptors_is_survived_without_spinning(
         f" {len(errors)} error lines"
     )
     assert spent < 0.5, f"busy loop: {spent:.2f} s of CPU in 1 s"
-    assert outcome in {"200", "closed (ConnectionResetError)"}, outcome
+    # A full answer, or (uvloop) a close with no byte sent: a reset or a FIN,
+    # depending on whether libuv closed before or after the request arrived.
+    closed = {"closed (ConnectionResetError)", "closed (ConnectionError)"}
+    assert outcome == "200" or outcome in closed, outcome
     assert request(server.port, "/").status == 200
     # Logged once; uvloop handles it inside libuv and says nothing.
     assert len(errors) == (0 if loop == "uvloop" else 1), server.log()[-2000:]
