@@ -50,7 +50,7 @@ from typing import cast
 
 from common.budget import RequestBudget
 from common.cli import Edition, LoopChoice, Options, parse_options
-from common.connection import Exchange, HttpConnection
+from common.connection import Exchange, ExchangeCache, HttpConnection
 from common.errors import RequestTimeout, ServiceUnavailable
 from common.logs import AccessLog, configure_logging, listening_message, url
 from common.resources import raise_open_file_limit
@@ -136,7 +136,7 @@ class HttpProtocol(asyncio.Protocol):
     def __init__(self, server: AsyncioServer, loop: asyncio.AbstractEventLoop):
         self._server = server
         self._loop = loop
-        self._conn = HttpConnection(server.router, server.limits)
+        self._conn = HttpConnection(server.router, server.limits, server.cache)
         self._transport: asyncio.Transport | None = None
         self._client = "-"
         self._logged = server.access_log.enabled  # no logging work when off
@@ -504,6 +504,8 @@ class AsyncioServer:
         """A socket already listening (from ``--processes``), served instead."""
         self.router = Router(pages or Pages.load(), options.sleep_seconds)
         self.limits = options.limits()
+        # Repeated request heads parse once (a dict look-up), for all connections.
+        self.cache = ExchangeCache(self.router, self.limits)
         self.responder = Responder()
         self.access_log = AccessLog(options.access_log)
         self.port = 0

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn, TextIO
 
-from bench import client, report, screenshot, servers
+from bench import client, peer_servers, report, screenshot, servers
 from bench.client import BadTarget, Endpoint
 from bench.model import EDITIONS
 from bench.progress import Progress
@@ -255,6 +255,12 @@ def build_throughput_parser() -> argparse.ArgumentParser:
         help="start each edition with each of these --processes counts in turn "
         "(e.g. 1,2) and print the scaling side by side",
     )
+    add(
+        "--peers",
+        action="store_true",
+        help="also run the same wrk load on the installed peer servers "
+        "(uvicorn, aiohttp, gunicorn gthread, stdlib) and print ours/peer ratios",
+    )
     return parser
 
 
@@ -428,6 +434,35 @@ def latency_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> int
     return EXIT_OK
 
 
+def _peer_rss(peers: bool, wrk: str | None) -> dict[str, float | None]:
+    """--peers needs wrk; the RSS of each server after the load goes here."""
+    if peers and wrk is None:
+        raise UsageError(f"--peers: {peer_servers.INSTALL_WRK}")
+    return {}
+
+
+def _run_peers(
+    wrk: str,
+    *,
+    connections: int,
+    seconds: float,
+    progress: Progress,
+    runs: list[ThroughputRun],
+    rss: dict[str, float | None],
+) -> None:
+    """The same wrk load on each installed peer, one at a time (--peers)."""
+    for peer in peer_servers.PEERS:
+        with peer_servers.launched(peer, progress.phase) as running:
+            if running is None:
+                continue
+            client.run(functools.partial(_warm_up, peer.name, running.endpoint))
+            for mode in MODES:
+                load = Load(peer.name, running.endpoint, mode, connections, seconds)
+                progress.phase(f"{peer.name}: {mode}, {connections} connections")
+                runs.append(run_wrk(wrk, load))
+            rss[peer.name] = peer_servers.rss_mib(running.pid)
+
+
 def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> int:
     args = build_throughput_parser().parse_args(argv)
     if args.quiet:
@@ -438,6 +473,7 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
     wrk = find_wrk() if args.client in ("auto", "wrk") else None
     if args.client == "wrk" and wrk is None:
         raise UsageError("--client wrk: wrk is not on PATH")
+    rss = _peer_rss(args.peers, wrk)
     if wrk is not None:
         progress.phase(f"using wrk ({wrk}), 1 thread, {connections} connections")
     else:
@@ -480,10 +516,26 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
                     rate = run.requests_per_second
                     progress.phase(f"{label}: {mode}: {rate:.0f} req/s")
                     runs.append(run)
+            if args.peers and not round_:  # after the load, as for the peers
+                rss.update(
+                    (name, peer_servers.rss_mib(server.pid))
+                    for name, server in launched.items()
+                )
+    if args.peers and wrk is not None:
+        _run_peers(
+            wrk,
+            connections=connections,
+            seconds=seconds,
+            progress=progress,
+            runs=runs,
+            rss=rss,
+        )
     progress.done()
     stdout.write(report.throughput_table(runs))
     if scaling := report.scaling_table(runs):
         stdout.write("\n" + scaling)
+    if args.peers:
+        stdout.write("\n" + peer_servers.ratio_table(runs, rss))
     stdout.flush()
     if plan.json is not None:
         report.write_json(plan.json, report.throughput_json(runs, seconds))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from common.errors import ProtocolError
 from common.limits import Limits
-from common.parser import HTTPVersion, RequestParser
+from common.parser import HeadCache, HTTPVersion, Request, RequestParser
 from common.response import ConnectionHeader, Responder
 from common.routes import Reply, Router, error_reply
 
@@ -56,12 +56,56 @@ class Exchange:
         )
 
 
+class ExchangeCache:
+    """One server's memory of request heads and the exchanges chosen for them.
+
+    Owned by the server (no module state) and shared by its connections. A
+    head seen before is a dict look-up (:class:`~common.parser.HeadCache`),
+    and since that hands out the very same :class:`Request` object, the
+    exchange for it — a pure function of a bodiless request and the router —
+    is found by the request's identity. Bound to one router and one set of
+    limits; bounded in size (emptied when full).
+    """
+
+    __slots__ = ("_exchanges", "heads", "router", "size")
+
+    def __init__(
+        self, router: Router, limits: Limits | None = None, size: int = 256
+    ) -> None:
+        self.router = router
+        self.size = size
+        self.heads = HeadCache(limits, size)
+        # id(request) -> (request, exchange): holding the request keeps its id
+        # from being reused by another object while the entry lives.
+        self._exchanges: dict[int, tuple[Request, Exchange]] = {}
+
+    def exchange(self, request: Request) -> Exchange | None:
+        entry = self._exchanges.get(id(request))
+        if entry is not None and entry[0] is request:
+            return entry[1]
+        return None
+
+    def remember(self, request: Request, exchange: Exchange) -> None:
+        exchanges = self._exchanges
+        if len(exchanges) >= self.size:
+            exchanges.clear()
+        exchanges[id(request)] = (request, exchange)
+
+
 class HttpConnection:
     """The protocol state of one client connection."""
 
-    def __init__(self, router: Router, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        limits: Limits | None = None,
+        cache: ExchangeCache | None = None,
+    ) -> None:
         self._router = router
-        self._parser = RequestParser(limits)
+        if cache is not None and cache.router is not router:
+            cache = None  # another router's exchanges are not ours to reuse
+        self._cache = cache
+        self._parser = RequestParser(limits, None if cache is None else cache.heads)
         self.closed = False
         """True once the connection must close after the replies handed out."""
 
@@ -87,6 +131,14 @@ class HttpConnection:
             return self.fail(error)
         if request is None:
             return None
+        cache = self._cache
+        if cache is not None and not request.has_body:
+            # Bodiless: the exchange depends on the request and router only.
+            known = cache.exchange(request)
+            if known is not None:
+                if not known.keep_alive:
+                    self.closed = True
+                return known
         # A client that sent Expect: 100-continue may be holding its body back
         # until we answer (RFC 9110 §10.1.1); since we answer at once without
         # reading it, we must close rather than misread the body as a request.
@@ -95,13 +147,16 @@ class HttpConnection:
         )
         if not keep_alive:
             self.closed = True
-        return Exchange(
+        exchange = Exchange(
             request_line=request.request_line,
             reply=self._router.resolve(request),
             keep_alive=keep_alive,
             head=request.method == "HEAD",
             version=request.version,
         )
+        if cache is not None and not request.has_body:
+            cache.remember(request, exchange)
+        return exchange
 
     def fail(self, error: ProtocolError) -> Exchange:
         """End the connection with ``error``'s response (timeouts, overload)."""

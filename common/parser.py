@@ -92,6 +92,43 @@ class Request:
         return None
 
 
+class HeadCache:
+    """Parsed request heads by their exact bytes, shared by one server's parsers.
+
+    Real clients (browsers, wrk, load balancers) send the same head bytes
+    again and again, so a hit turns the whole parse into a dict look-up. Only
+    heads that parsed without error *and* announce no body are kept: parsing
+    such a head has no effect on the parser beyond returning the immutable
+    :class:`Request`, so handing out the cached one is indistinguishable from
+    parsing again. The result depends on the limits too, so a cache is bound
+    to one :class:`~common.limits.Limits` and a parser with other limits does
+    not use it. Bounded: when full it is emptied and refills with what is
+    sent now (clearing is one atomic step, safe for threads sharing it).
+    """
+
+    __slots__ = ("_heads", "limits", "size")
+
+    def __init__(self, limits: Limits | None = None, size: int = 256) -> None:
+        self.limits = limits or Limits()
+        self.size = size
+        self._heads: dict[bytes, Request] = {}
+
+    def __len__(self) -> int:
+        return len(self._heads)
+
+    def get(self, head: bytes) -> Request | None:
+        return self._heads.get(head)
+
+    def put(self, head: bytes, request: Request) -> None:
+        """Remember a head that parsed to ``request`` (must be bodiless)."""
+        if request.has_body:
+            return
+        heads = self._heads
+        if len(heads) >= self.size:
+            heads.clear()
+        heads[head] = request
+
+
 class _State(enum.Enum):
     HEAD = enum.auto()  # waiting for (the rest of) a request head
     BODY = enum.auto()  # discarding a Content-Length body
@@ -111,8 +148,14 @@ class RequestParser:
     After an error the parser is finished: the connection must close.
     """
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(
+        self, limits: Limits | None = None, cache: HeadCache | None = None
+    ) -> None:
         self._limits = limits or Limits()
+        # Only a cache filled under the same limits gives the same answers.
+        self._cache = (
+            cache if cache is not None and cache.limits == self._limits else None
+        )
         self._buffer = bytearray()
         self._state = _State.HEAD
         self._remaining = 0  # body or chunk bytes still to discard
@@ -207,7 +250,14 @@ class RequestParser:
         self._scanned = 0
         head = bytes(buf[:head_end])
         del buf[:body_start]
-        return self._parse_complete_head(head)
+        cache = self._cache
+        if cache is None:
+            return self._parse_complete_head(head)
+        request = cache.get(head)
+        if request is None:
+            request = self._parse_complete_head(head)
+            cache.put(head, request)  # kept only if bodiless
+        return request
 
     @staticmethod
     def _find_blank_line(buf: bytearray, start: int = 0) -> tuple[int, int]:

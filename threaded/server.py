@@ -45,7 +45,7 @@ from typing import Any
 
 from common.budget import RequestBudget
 from common.cli import Options
-from common.connection import Exchange, HttpConnection
+from common.connection import Exchange, ExchangeCache, HttpConnection
 from common.errors import RequestTimeout, ServiceUnavailable
 from common.logs import AccessLog, listening_message, url
 from common.resources import raise_open_file_limit
@@ -112,6 +112,8 @@ class ThreadedServer:
         self.options = options
         self._limits = options.limits()
         self._router = Router(Pages.load(), options.sleep_seconds)
+        # Repeated request heads parse once (a dict look-up), for all workers.
+        self._cache = ExchangeCache(self._router, self._limits)
         # One responder for all workers. Its caches are dicts whose single
         # operations are atomic under the GIL; the worst a race can do is
         # serve a Date one second old, which HTTP tolerates.
@@ -271,7 +273,8 @@ class ThreadedServer:
             except OSError:  # already reset by the client
                 sock.close()
                 continue
-            client = _Client(sock, address, HttpConnection(self._router, self._limits))
+            http = HttpConnection(self._router, self._limits, self._cache)
+            client = _Client(sock, address, http)
             client.job = functools.partial(self._serve, client)
             self._clients.add(client)
             self._park(client, now)

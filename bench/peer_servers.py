@@ -1,0 +1,189 @@
+"""``python -m bench throughput --peers``: the servers people would pick instead.
+
+Each peer in ``bench/peers/`` serves our three routes with our pages; here they
+are started one process each on 127.0.0.1 (a free port each), measured with
+the same wrk load as our editions in the same run, and stopped by PID. A peer
+whose package is not installed is skipped with a note (``pip install
+'.[peers]'``). Ratios are ours over the peer, per connection mode; RSS is read
+from ``/proc/PID/status`` after the load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.client import Endpoint
+from bench.throughput import ThroughputRun
+
+INSTALL_WRK = "wrk is not on PATH; install it with: apt-get install wrk"
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    name: str
+    needs: str
+    """The module that must be importable for this peer to run."""
+    compare_with: str
+    """Our edition it is the yardstick for."""
+
+    def argv(self, port: int) -> list[str]:
+        python = sys.executable
+        if self.name == "uvicorn":
+            return [
+                python, "-m", "uvicorn", "bench.peers.asgi_app:app",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--http", "httptools", "--loop", "uvloop",
+                "--no-access-log", "--log-level", "warning",
+            ]  # fmt: skip
+        if self.name == "aiohttp":
+            return [python, "-m", "bench.peers.aiohttp_app", str(port)]
+        if self.name == "gunicorn-gthread":
+            return [
+                python, "-m", "gunicorn", "-k", "gthread", "-w", "1",
+                "--threads", "4", "-b", f"127.0.0.1:{port}",
+                "--log-level", "warning", "bench.peers.wsgi_app:app",
+            ]  # fmt: skip
+        return [python, "-m", "bench.peers.stdlib_server", str(port)]
+
+
+PEERS = (
+    Peer("uvicorn", "uvicorn", "asyncio"),
+    Peer("aiohttp", "aiohttp", "asyncio"),
+    Peer("gunicorn-gthread", "gunicorn", "threaded"),
+    Peer("stdlib", "http.server", "threaded"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningPeer:
+    name: str
+    endpoint: Endpoint
+    pid: int
+
+
+def installed(peer: Peer) -> bool:
+    try:
+        return importlib.util.find_spec(peer.needs) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def launched(
+    peer: Peer, on_event: Callable[[str], None] = lambda message: None
+) -> Iterator[RunningPeer | None]:
+    """Start one peer (None if it is not installed or did not start); stop it."""
+    if not installed(peer):
+        on_event(f"{peer.name}: not installed ({peer.needs}); skipped")
+        yield None
+        return
+    port = _free_port()
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(
+        peer.argv(port),
+        cwd=root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        if not _wait_listening(port, process):
+            on_event(f"{peer.name}: did not start; skipped")
+            yield None
+        else:
+            on_event(f"{peer.name}: listening on 127.0.0.1:{port}")
+            yield RunningPeer(peer.name, Endpoint("127.0.0.1", port), process.pid)
+    finally:
+        _stop(process)
+
+
+def rss_mib(pid: int) -> float | None:
+    """VmRSS of a process in MiB (Linux), or None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def ratio_table(runs: Sequence[ThroughputRun], rss: dict[str, float | None]) -> str:
+    """Each peer's req/s and p99 beside the edition it is compared with."""
+    rates = {(run.name, run.mode): run for run in runs}
+    head = (
+        f"{'peer':<17} {'connection':<10} {'peer req/s':>10} {'ours':<9} "
+        f"{'our req/s':>9} {'ratio':>6} {'peer p99':>9} {'our p99':>9}"
+    )
+    lines = [
+        "Ours / peer, same wrk load, same run (ratio > 1: ours is faster)",
+        "",
+        head,
+        "-" * len(head),
+    ]
+    for peer in PEERS:
+        for mode in ("keep-alive", "close"):
+            theirs = rates.get((peer.name, mode))
+            ours = rates.get((peer.compare_with, mode))
+            if theirs is None or ours is None:
+                continue
+            ratio = (
+                ours.requests_per_second / theirs.requests_per_second
+                if theirs.requests_per_second
+                else float("inf")
+            )
+            lines.append(
+                f"{peer.name:<17} {mode:<10} {theirs.requests_per_second:>10.0f} "
+                f"{ours.name:<9} {ours.requests_per_second:>9.0f} {ratio:>5.2f}x "
+                f"{_ms(theirs.p99):>9} {_ms(ours.p99):>9}"
+            )
+    if rss:
+        lines += ["", "RSS after the load (VmRSS):"]
+        lines += [
+            f"  {name:<17} {'?' if mib is None else f'{mib:.1f} MiB'}"
+            for name, mib in rss.items()
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.2f}ms"
