@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
-from email.utils import formatdate
 
 from common.routes import Reply, reason
 
@@ -25,6 +24,27 @@ class ConnectionHeader(enum.Enum):
     NONE = None  # HTTP/1.1 persistent: nothing to say
     KEEP_ALIVE = "keep-alive"  # HTTP/1.0 persistent must be announced
     CLOSE = "close"  # the server closes after this response
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = (
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+)  # fmt: skip
+
+
+def http_date(seconds: float) -> str:
+    """IMF-fixdate (RFC 9110 §5.6.7): ``Sun, 06 Nov 1994 08:49:37 GMT``.
+
+    Written out rather than taken from ``email.utils.formatdate``: that one
+    import pulls in the email package, ~1 MiB of a server's resident memory,
+    and the day and month names must be English whatever the locale.
+    """
+    t = time.gmtime(seconds)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
 
 
 _Cache = dict[tuple[Reply, ConnectionHeader, bool], bytes]
@@ -55,7 +75,7 @@ class Responder:
         second = int(self._clock())
         now = self._now
         if second != now[0]:
-            now = (second, formatdate(second, usegmt=True), {})
+            now = (second, http_date(second), {})
             self._now = now
         return now
 

@@ -11,7 +11,7 @@ import pytest
 
 import common.response
 from common.errors import ContentTooLarge, URITooLong
-from common.response import SERVER_NAME, ConnectionHeader, Responder
+from common.response import SERVER_NAME, ConnectionHeader, Responder, http_date
 from common.routes import Pages, Reply, error_reply
 
 PAGES = Pages.load()
@@ -141,11 +141,11 @@ def test_date_is_formatted_only_when_the_second_changes(
 ) -> None:
     calls: list[float] = []
 
-    def counting(timeval: float, *, usegmt: bool) -> str:
+    def counting(timeval: float) -> str:
         calls.append(timeval)
-        return formatdate(timeval, usegmt=usegmt)
+        return http_date(timeval)
 
-    monkeypatch.setattr(common.response, "formatdate", counting)
+    monkeypatch.setattr(common.response, "http_date", counting)
     clock = FakeClock(100.0)
     responder = Responder(clock=clock)
     for now in (100.0, 100.3, 100.999):
@@ -190,3 +190,11 @@ def test_many_distinct_replies_are_all_rendered_correctly() -> None:
         head, _, rest = data.partition(b"\r\n\r\n")
         assert b"\r\nContent-Length: %d\r\n" % n in head
         assert rest == body
+
+
+@pytest.mark.parametrize(
+    "instant", [0, 784111777, 951782400, 1709164800, 4102444799, 2**33]
+)
+def test_http_date_is_imf_fixdate(instant: int) -> None:
+    """RFC 9110 §5.6.7, as the stdlib's email formatter writes it."""
+    assert http_date(instant) == formatdate(instant, usegmt=True)
