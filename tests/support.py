@@ -186,17 +186,22 @@ def request(
         return ResponseReader(sock).read(head=method == "HEAD")
 
 
+def read_until_close(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (or resets) the connection."""
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
 def send_raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
     """Send ``data``, then read until the server closes; everything it sent."""
     with connect(port, timeout=timeout) as sock:
         sock.sendall(data)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            pass
-        return b"".join(chunks)
+        return read_until_close(sock)
 
 
 def iter_statuses(raw: bytes) -> Iterator[int]:
@@ -218,13 +223,7 @@ def exchange_raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
             sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            pass
-        return b"".join(chunks)
+        return read_until_close(sock)
 
 
 def without_date(raw: bytes) -> bytes:
