@@ -197,13 +197,6 @@ def read_until_close(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def send_raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send ``data``, then read until the server closes; everything it sent."""
-    with connect(port, timeout=timeout) as sock:
-        sock.sendall(data)
-        return read_until_close(sock)
-
-
 def iter_statuses(raw: bytes) -> Iterator[int]:
     """The status codes of every response in a byte stream."""
     for match in re.finditer(rb"HTTP/1\.1 (\d{3}) ", raw):

@@ -30,6 +30,7 @@ from support import (
     RunningServer,
     connect,
     iter_statuses,
+    read_until_close,
     request,
 )
 
@@ -86,13 +87,7 @@ def raw_exchange(port: int, data: bytes, *, half_close: bool = True) -> bytes:
             sock.sendall(data)
         if half_close:
             sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            pass
-        return b"".join(chunks)
+        return read_until_close(sock)
 
 
 def reset_after(port: int, data: bytes) -> None:
