@@ -383,14 +383,18 @@ class Outcome:
     detail: str = ""
     sent_at: float = math.inf
     """``time.monotonic()`` once the whole request was sent (inf: never)."""
+    refused_at: float = math.inf
+    """``time.monotonic()`` when the connection was refused (inf: it was not)."""
 
 
 def one_request(port: int, path: bytes, timeout: float) -> Outcome:
     """A fresh connection, one request, the whole response (or how it failed)."""
     try:
         sock = connect(port, timeout=timeout)
-    except ConnectionRefusedError:
-        return Outcome("refused")
+    except (ConnectionRefusedError, ConnectionResetError) as error:
+        # Refused, or reset while the handshake sat in a listener's backlog
+        # as it closed: either way no request byte left, and the client knows.
+        return Outcome("refused", type(error).__name__, refused_at=time.monotonic())
     with sock:
         try:
             sock.sendall(GET % path)
@@ -510,5 +514,7 @@ def test_sigterm_under_load_loses_nothing(
     print(report)
     assert not lost, f"{report}: {lost[:5]}"
     assert refused >= 1, report  # the listener did close
+    early = [o for o in outcomes if o.refused_at < signalled]
+    assert not early, f"{report}: refused before SIGTERM: {early[:5]}"
     assert status == 0, report
     assert exited < grace, report
