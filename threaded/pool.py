@@ -18,6 +18,19 @@ The book's design, in Python terms:
 * ``with ThreadPool(4) as pool:`` — leaving the block is the book's ``Drop``:
   close the channel, then join every worker in id order.
 
+One addition the book does not need: waking workers on demand
+(``ThreadPool(4, wake_on_demand=True)``). Rust threads run in parallel, so
+waking a sleeping worker for every job costs next to nothing there. Python
+threads share one interpreter lock: only one runs Python at a time, and every
+extra runnable thread turns each socket call into a lock hand-off between
+threads (a futex wake, a context switch). Measured on the hello page, waking
+a worker per job cost about 30 % more CPU per request than letting the worker
+that is already awake take the next job. So in that mode a job wakes a
+sleeping worker only when no awake worker is free to take it soon: every
+awake one is inside :meth:`ThreadPool.blocking` (a job that waits — the
+book's ``/sleep`` — says so), or the queue has not moved for
+:data:`STALL_SECONDS` (a job that waits without saying so).
+
 Where the book panics or unwraps, this pool raises a clear exception or logs
 and carries on (book-spec F2, F6, F7, F11, and the "Where a real server must
 go further" list): a job that raises is logged and its worker lives on, so the
@@ -28,10 +41,11 @@ started; shutting down never raises because a worker died.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Generic, TypeAlias, TypeVar
 
@@ -51,6 +65,10 @@ Job: TypeAlias = Callable[[], object]
 """A unit of work: any callable with no arguments (its result is ignored)."""
 
 T = TypeVar("T")
+
+STALL_SECONDS = 0.01
+"""On-demand waking: a queue that has not moved for this long wakes a worker
+even though one is awake (it may be waiting without having said so)."""
 
 
 class ChannelClosedError(RuntimeError):
@@ -80,12 +98,24 @@ class Channel(Generic[T]):
     :meth:`send` waits for room and :meth:`try_send` reports "full" at once —
     the latter is what lets a server answer 503 instead of queueing without
     limit.
+
+    ``receivers=None`` wakes a sleeping receiver for every item sent, as the
+    book's channel does. ``receivers=N`` (the number of threads that call
+    :meth:`recv`) wakes one only when none of the N is awake and free: every
+    receiver not asleep in :meth:`recv` is inside :meth:`blocking`, or the
+    oldest item has waited :data:`STALL_SECONDS` without any receiver taking
+    one (see the module docstring for why).
     """
 
-    def __init__(self, capacity: int | None = None) -> None:
+    def __init__(
+        self, capacity: int | None = None, *, receivers: int | None = None
+    ) -> None:
         if capacity is not None and capacity < 1:
             raise ValueError(f"channel capacity must be at least 1, not {capacity}")
+        if receivers is not None and receivers < 1:
+            raise ValueError(f"a channel needs at least one receiver, not {receivers}")
         self.capacity = capacity
+        self.receivers = receivers
         self._items: collections.deque[T] = collections.deque()
         self._closed = False
         # One lock, two conditions on it (the shape of queue.Queue): receivers
@@ -93,6 +123,14 @@ class Channel(Generic[T]):
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
+        # The counts behind on-demand waking (all under _lock): receivers
+        # asleep in recv, how many of those have been woken but are not yet
+        # running, receivers inside blocking(), and when an item was last taken.
+        self._sleeping = 0
+        self._woken = 0
+        self._blocked = 0
+        self._senders_waiting = 0
+        self._last_taken = time.monotonic()
 
     def __len__(self) -> int:
         """How many items are waiting (a snapshot: other threads move on)."""
@@ -117,13 +155,17 @@ class Channel(Generic[T]):
                 if self.capacity is None or len(self._items) < self.capacity:
                     self._push(item)
                     return True
-                if deadline is None:
-                    self._not_full.wait()
-                else:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._not_full.wait(left)
+                self._senders_waiting += 1
+                try:
+                    if deadline is None:
+                        self._not_full.wait()
+                    else:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            return False
+                        self._not_full.wait(left)
+                finally:
+                    self._senders_waiting -= 1
 
     def try_send(self, item: T) -> bool:
         """Queue ``item`` if there is room; False at once if the channel is full.
@@ -140,7 +182,25 @@ class Channel(Generic[T]):
 
     def _push(self, item: T) -> None:
         # Called with the lock held.
-        self._items.append(item)
+        items = self._items
+        items.append(item)
+        if self.receivers is None:
+            self._not_empty.notify()
+        elif self._sleeping > self._woken and (
+            self._none_free()
+            or (len(items) > 1 and time.monotonic() - self._last_taken > STALL_SECONDS)
+        ):
+            self._wake_one()
+
+    def _none_free(self) -> bool:
+        """No receiver is awake and outside blocking() (lock held, on demand)."""
+        assert self.receivers is not None
+        awake = self.receivers - self._sleeping + self._woken
+        return awake - self._blocked <= 0
+
+    def _wake_one(self) -> None:
+        # Lock held. A woken receiver counts as awake from now on.
+        self._woken += 1
         self._not_empty.notify()
 
     def recv(self) -> T | None:
@@ -150,14 +210,63 @@ class Channel(Generic[T]):
         channel, "disconnected" is reported only when the channel is empty.
         """
         with self._lock:
-            while not self._items:
+            items = self._items
+            while not items:
                 if self._closed:
                     return None
+                self._sleeping += 1
                 self._not_empty.wait()
-            item = self._items.popleft()
-            if self.capacity is not None:
+                self._sleeping -= 1
+                if self._woken:
+                    self._woken -= 1
+            item = items.popleft()
+            self._last_taken = time.monotonic()
+            if self._senders_waiting:
                 self._not_full.notify()
             return item
+
+    @contextlib.contextmanager
+    def blocking(self) -> Iterator[None]:
+        """Mark a receiver's wait (a sleep, a slow client) while it is in progress.
+
+        With on-demand waking, a sleeping receiver is woken for the queued
+        items now, since this one will not be free to take them soon.
+        """
+        with self._lock:
+            self._blocked += 1
+            if (
+                self.receivers is not None
+                and self._items
+                and self._sleeping > self._woken
+                and self._none_free()
+            ):
+                self._wake_one()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._blocked -= 1
+
+    def nudge(self) -> float | None:
+        """Wake a sleeping receiver if the queue has stalled (on-demand waking).
+
+        For a caller that notices time passing while nothing is sent (an
+        event loop), so that a wait nobody marked cannot hold up the queue
+        for long. Returns in how many seconds to call again, or None when
+        there is nothing to watch (no items, or no receiver asleep).
+        """
+        with self._lock:
+            if (
+                self.receivers is None
+                or not self._items
+                or self._sleeping <= self._woken
+            ):
+                return None
+            waited = time.monotonic() - self._last_taken
+            if waited < STALL_SECONDS:
+                return STALL_SECONDS - waited
+            self._wake_one()
+            return STALL_SECONDS
 
     def close(self) -> None:
         """No more sends; wake every waiting receiver and sender. Idempotent."""
@@ -219,15 +328,22 @@ class ThreadPool:
     the book). Use it as a context manager: leaving the ``with`` block is the
     book's ``Drop`` — queued jobs finish and every worker is joined.
 
+    ``wake_on_demand=True`` wakes a sleeping worker only when no awake one is
+    free (module docstring); its jobs must then wrap long waits in
+    :meth:`blocking`, or they hold up the queue for :data:`STALL_SECONDS`.
+
     Raises ``ValueError`` if ``size < 1`` (the book's ``new`` panics), and
     :class:`PoolCreationError` if a thread cannot be started (the threads
     already started are shut down first).
     """
 
-    def __init__(self, size: int, capacity: int | None = None) -> None:
+    def __init__(
+        self, size: int, capacity: int | None = None, *, wake_on_demand: bool = False
+    ) -> None:
         if size < 1:
             raise ValueError(f"a thread pool needs at least one thread, not {size}")
-        self._sender: Channel[Job] = Channel(capacity)
+        receivers = size if wake_on_demand else None
+        self._sender: Channel[Job] = Channel(capacity, receivers=receivers)
         self._workers: list[Worker] = []
         for worker_id in range(size):
             worker = Worker(worker_id, self._sender)
@@ -244,7 +360,9 @@ class ThreadPool:
         """Every worker, in id order (kept after shutdown, for inspection)."""
 
     @classmethod
-    def build(cls, size: int, capacity: int | None = None) -> ThreadPool:
+    def build(
+        cls, size: int, capacity: int | None = None, *, wake_on_demand: bool = False
+    ) -> ThreadPool:
         """Like ``ThreadPool(size)``, but every failure is a :class:`PoolCreationError`.
 
         The book's ``ThreadPool::build`` returning ``Result<ThreadPool,
@@ -252,7 +370,7 @@ class ThreadPool:
         condition rather than a programming error.
         """
         try:
-            return cls(size, capacity)
+            return cls(size, capacity, wake_on_demand=wake_on_demand)
         except ValueError as error:
             raise PoolCreationError(str(error)) from error
 
@@ -279,6 +397,22 @@ class ThreadPool:
             raise PoolShutDownError(
                 "execute() on a thread pool that was shut down"
             ) from None
+
+    def blocking(self) -> contextlib.AbstractContextManager[None]:
+        """For a job: ``with pool.blocking(): time.sleep(5)`` marks a long wait.
+
+        With on-demand waking this wakes another worker for the queued jobs
+        at once; otherwise it changes nothing.
+        """
+        return self._sender.blocking()
+
+    def nudge(self) -> float | None:
+        """Wake a worker if no job has been taken for :data:`STALL_SECONDS`.
+
+        Returns in how many seconds to call again (None: no need); see
+        :meth:`Channel.nudge`.
+        """
+        return self._sender.nudge()
 
     @property
     def queued(self) -> int:
