@@ -121,6 +121,11 @@ class HttpConnection:
         """Part of a request has arrived: the header deadline applies."""
         return self._parser.mid_request
 
+    @property
+    def consumed(self) -> bool:
+        """Every byte received has been answered (see ``RequestParser.consumed``)."""
+        return self._parser.consumed
+
     def next_exchange(self) -> Exchange | None:
         """The next request's exchange, or None until more bytes arrive."""
         if self.closed:

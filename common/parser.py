@@ -188,6 +188,18 @@ class RequestParser:
         return self._state is not _State.FAILED
 
     @property
+    def consumed(self) -> bool:
+        """True when every byte received belongs to a request already handed out.
+
+        A shell closing the connection after such a request need not read
+        on first to avoid a reset: unless the client broke the rules by
+        sending after ``Connection: close``, nothing more is on its way.
+        """
+        return (
+            self._state is _State.HEAD and not self._buffer and self._deferred is None
+        )
+
+    @property
     def body_pending(self) -> bool:
         """True while the body of the last request is still being discarded."""
         return self._state not in (_State.HEAD, _State.FAILED)

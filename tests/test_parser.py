@@ -878,6 +878,35 @@ def test_mid_request_and_body_pending_through_a_request() -> None:
     assert not parser.body_pending
 
 
+def test_consumed_only_when_every_byte_belongs_to_a_handed_out_request() -> None:
+    """What lets a shell close without reading on first (no reset risk)."""
+    parser = RequestParser()
+    assert parser.consumed
+    parser.feed(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    assert not parser.consumed  # a head in progress
+    parser.feed(b"\r\n")
+    assert not parser.consumed  # complete, but not handed out yet
+    assert parser.next_request() is not None
+    assert parser.consumed
+    parser.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\na")
+    assert parser.next_request() is not None
+    assert not parser.consumed  # two body bytes still to come
+    parser.feed(b"bc")
+    assert parser.next_request() is None
+    assert parser.consumed
+    parser.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /b")
+    assert parser.next_request() is not None
+    assert not parser.consumed  # a pipelined request has begun
+
+
+def test_a_failed_parser_is_never_consumed() -> None:
+    parser = RequestParser()
+    parser.feed(b"GET / HTTP/9.9\r\n\r\n")
+    with pytest.raises(ProtocolError):
+        parser.next_request()
+    assert not parser.consumed
+
+
 @pytest.mark.parametrize(
     ("data", "method"),
     [

@@ -5,9 +5,11 @@ Threads and their jobs:
 * The **acceptor** (the thread that calls :meth:`ThreadedServer.serve_forever`,
   normally the main thread) owns a ``selectors`` selector holding the
   listening socket, every *parked* connection (idle between requests, or
-  part-way through a request head) and a wake-up socket pair. It accepts,
-  enforces the idle and header deadlines with the select timeout, and hands a
-  connection to the pool only when it has bytes to read.
+  part-way through a request head) and a wake-up socket pair. It accepts and
+  hands each new connection straight to the pool (its request is usually
+  there already), enforces the idle and header deadlines with the select
+  timeout, and hands a parked connection to the pool when it has bytes to
+  read.
 * A **worker** runs one job per readable connection: read what is there, feed
   the sans-I/O :class:`~common.connection.HttpConnection`, answer every
   complete request (``time.sleep`` for ``/sleep`` — holding the worker, as in
@@ -17,12 +19,17 @@ So an idle or slow client costs a file descriptor, not a worker (the way
 gunicorn's gthread worker parks keep-alive connections), while ``/sleep``
 still costs a worker, which is the point of the book's demo.
 
-Sockets are non-blocking throughout: a read only happens after the selector
-reported data, and a response goes out in one ``send`` that completes at once
-unless the client stops reading; only then does a worker wait, bounded by
-``--write-timeout``. The common path is one ``recv`` and one ``send`` a
-request, with no per-request threads, timers or log records (unless the
-access log is on).
+No call on a client socket waits: each passes ``MSG_DONTWAIT`` (cheaper than
+switching the socket to non-blocking mode, one system call per connection
+saved), a read that finds nothing hands the connection back to be parked, and
+a response goes out in one ``send`` that completes at once unless the client
+stops reading; only then does a worker wait, bounded by ``--write-timeout``
+and marked with :meth:`~threaded.pool.ThreadPool.blocking`. The common path
+is one ``recv`` and one ``send`` a request, with no per-request threads,
+timers or log records (unless the access log is on). The pool wakes workers
+on demand (see :mod:`threaded.pool`), so under load one or two workers do the
+work while the others sleep, instead of five threads trading the interpreter
+lock on every system call.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -63,6 +70,8 @@ ACCEPT_BATCH = 64
 """Connections accepted per readiness event, so accepting cannot starve the rest."""
 ACCEPT_PAUSE = 0.5
 """Seconds to stop accepting after EMFILE and friends, instead of spinning."""
+_DONTWAIT = socket.MSG_DONTWAIT
+_SHUTDOWN_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 _RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
@@ -75,7 +84,7 @@ class _Client:
     both give the next owner a consistent view.
     """
 
-    __slots__ = ("address", "http", "job", "request_started", "sock")
+    __slots__ = ("address", "first", "http", "job", "request_started", "sock")
 
     def __init__(
         self, sock: socket.socket, address: tuple[str, int], http: HttpConnection
@@ -86,6 +95,8 @@ class _Client:
         self.request_started: float | None = None
         """``time.monotonic()`` when a still-incomplete request began, else None."""
         self.job: Callable[[], None] = _nothing
+        self.first: bytes | None = None
+        """What the acceptor read before handing the new connection over."""
 
     def name(self) -> str:
         host, port = self.address[0], self.address[1]
@@ -127,6 +138,12 @@ class ThreadedServer:
             sock = _listen(options.host, options.port)
         else:  # already listening: inherited from the --processes supervisor
             sock.setblocking(False)
+        try:
+            # Accepted sockets inherit it (Linux, the BSDs): no call per connection.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            sock.close()
+            raise
         self._listener = sock
         self.port: int = self._listener.getsockname()[1]
         try:
@@ -140,7 +157,11 @@ class ThreadedServer:
         self._selector.register(self._listener, selectors.EVENT_READ)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         try:
-            self._pool = ThreadPool.build(options.workers, options.queue_size)
+            # On-demand waking: see threaded.pool. Our jobs mark their waits.
+            with _shutdown_signals_blocked():  # workers inherit the mask
+                self._pool = ThreadPool.build(
+                    options.workers, options.queue_size, wake_on_demand=True
+                )
         except PoolCreationError:
             self._close_sockets()
             raise
@@ -227,6 +248,10 @@ class ThreadedServer:
                 self._next_idle_check, self._next_partial_check, self._accept_resume
             )
             timeout = None if deadline == math.inf else max(0.0, deadline - now)
+            # Queued jobs and sleeping workers: make sure the queue moves.
+            recheck = self._pool.nudge()
+            if recheck is not None and (timeout is None or recheck < timeout):
+                timeout = recheck
             events = selector.select(timeout)
             now = time.monotonic()
             for key, _ in events:
@@ -267,24 +292,30 @@ class ThreadedServer:
             if len(self._clients) >= self.options.max_connections:
                 self._refuse(sock)
                 continue
-            try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # already reset by the client
-                sock.close()
-                continue
             http = HttpConnection(self._router, self._limits, self._cache)
             client = _Client(sock, address, http)
             client.job = functools.partial(self._serve, client)
             self._clients.add(client)
-            self._park(client, now)
+            # Its request is usually here already (a client writes as soon as
+            # it is connected): read it and go straight to a worker, saving
+            # the selector's register, wake-up and unregister. Park it only
+            # if nothing has come yet.
+            try:
+                client.first = sock.recv(RECV_SIZE, _DONTWAIT)
+            except BlockingIOError:
+                self._park(client, now)
+                continue
+            except OSError:  # reset already
+                self._close(client)
+                continue
+            if not self._pool.try_execute(client.job):
+                self._reject(client, self._busy)
 
     def _refuse(self, sock: socket.socket) -> None:
         """503 to a connection beyond ``--max-connections``; best effort, no wait."""
         try:
-            sock.setblocking(False)
             _discard_input(sock)
-            sock.send(self._busy.render(self._responder))
+            sock.send(self._busy.render(self._responder), _DONTWAIT)
         except OSError:
             pass
         sock.close()
@@ -361,7 +392,7 @@ class ThreadedServer:
         started = time.perf_counter_ns()
         try:
             _discard_input(client.sock)
-            sent = client.sock.send(data)
+            sent = client.sock.send(data, _DONTWAIT)
         except OSError:
             pass
         if self._log_access:
@@ -373,7 +404,11 @@ class ThreadedServer:
     def _serve(self, client: _Client) -> None:
         """The job for one readable connection: read, answer, hand back or close."""
         try:
-            data = client.sock.recv(RECV_SIZE)
+            data = client.first
+            if data is None:
+                data = client.sock.recv(RECV_SIZE, _DONTWAIT)
+            else:
+                client.first = None
         except BlockingIOError:  # a spurious wake-up: nothing to read after all
             self._hand_back(client)
             return
@@ -398,7 +433,21 @@ class ThreadedServer:
         if keep_open:
             self._hand_back(client)
         else:
-            self._close(client, drain=bool(data))
+            self._close(client, drain=self._may_have_more(client, data))
+
+    def _may_have_more(self, client: _Client, data: bytes) -> bool:
+        """Could unread bytes be on their way, so that closing now would reset?
+
+        Not after the client closed, nor after it asked us to close once
+        everything it sent was a whole request (RFC 9112 §9.6: it sends no
+        more); the read that proves it costs a system call per connection.
+        Shutting down, a client may have pipelined more.
+        """
+        if not data:
+            return False
+        return (
+            self._stop_requested or len(data) == RECV_SIZE or not client.http.consumed
+        )
 
     def _answer(self, client: _Client, data: bytes) -> bool:
         """Answer every complete request in the buffer; True to keep the connection.
@@ -421,7 +470,14 @@ class ThreadedServer:
                     if pending:
                         self._send(client, pending, started)
                         pending = []
-                    time.sleep(delay)  # the book's /sleep: this worker is busy
+                    logger.debug(
+                        "%s sleeps %.1f s for %s.",
+                        threading.current_thread().name,
+                        delay,
+                        client.name(),
+                    )
+                    with self._pool.blocking():
+                        time.sleep(delay)  # the book's /sleep: this worker is busy
                 if self._budget.spend():
                     self.request_stop()
                 # Shutting down: the last answer says Connection: close.
@@ -448,16 +504,17 @@ class ThreadedServer:
             data = b"".join(response for _, response in answered)
         sock = client.sock
         try:
-            sent = sock.send(data)
+            sent = sock.send(data, _DONTWAIT)
         except BlockingIOError:
             sent = 0
         if sent < len(data):
             # The rest, blocking, but for --write-timeout at most in total.
             sock.settimeout(self.options.write_timeout)
             try:
-                sock.sendall(memoryview(data)[sent:])
+                with self._pool.blocking():
+                    sock.sendall(memoryview(data)[sent:])
             finally:
-                sock.setblocking(False)
+                sock.settimeout(None)
         if self._log_access:
             name = client.name()
             for exchange, response in answered:
@@ -558,6 +615,24 @@ class ThreadedServer:
         os._exit(128 + signum)
 
 
+@contextlib.contextmanager
+def _shutdown_signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread, and so in threads started meanwhile.
+
+    The kernel hands a signal sent to the process to any thread that does not
+    block it. Python runs handlers only in the main thread, and only when
+    that thread runs: a SIGTERM taken by a worker left the acceptor asleep in
+    select() and the server running (seen in the test suite, and reproduced
+    with tgkill). With the workers blocking both, only the acceptor's thread
+    can take them.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SHUTDOWN_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """A non-blocking listening socket with a real backlog (raises OSError)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -570,7 +645,7 @@ def _discard_input(sock: socket.socket) -> None:
     """Read and drop what is already buffered (a few reads at most, never waiting)."""
     try:
         for _ in range(4):
-            if not sock.recv(RECV_SIZE):
+            if not sock.recv(RECV_SIZE, _DONTWAIT):
                 return
     except OSError:  # BlockingIOError: nothing more; or reset
         pass
@@ -596,7 +671,7 @@ def serve(options: Options, sock: socket.socket | None = None) -> int:
     logger.info("%s", listening_message(options, server.port, details))
     handlers: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in sorted(_SHUTDOWN_SIGNALS):
             handlers[signum] = signal.signal(signum, server._on_signal)
     try:
         server.serve_forever()
