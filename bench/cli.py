@@ -256,6 +256,13 @@ def build_throughput_parser() -> argparse.ArgumentParser:
         "(e.g. 1,2) and print the scaling side by side",
     )
     add(
+        "--wrk-threads",
+        type=_ranged(int, 1, 64, "a whole number"),
+        default=2,
+        metavar="N",
+        help="wrk's --threads (2: the way the README's targets were measured)",
+    )
+    add(
         "--peers",
         action="store_true",
         help="also run the same wrk load on the installed peer servers "
@@ -446,6 +453,7 @@ def _run_peers(
     *,
     connections: int,
     seconds: float,
+    threads: int,
     progress: Progress,
     runs: list[ThroughputRun],
     rss: dict[str, float | None],
@@ -457,7 +465,14 @@ def _run_peers(
                 continue
             client.run(functools.partial(_warm_up, peer.name, running.endpoint))
             for mode in MODES:
-                load = Load(peer.name, running.endpoint, mode, connections, seconds)
+                load = Load(
+                    peer.name,
+                    running.endpoint,
+                    mode,
+                    connections,
+                    seconds,
+                    threads=threads,
+                )
                 progress.phase(f"{peer.name}: {mode}, {connections} connections")
                 runs.append(run_wrk(wrk, load))
             rss[peer.name] = peer_servers.rss_mib(running.pid)
@@ -470,12 +485,16 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
     plan = _plan(args)
     connections = int(args.concurrency)
     seconds: float = args.duration
+    threads = int(args.wrk_threads)
     wrk = find_wrk() if args.client in ("auto", "wrk") else None
     if args.client == "wrk" and wrk is None:
         raise UsageError("--client wrk: wrk is not on PATH")
     rss = _peer_rss(args.peers, wrk)
     if wrk is not None:
-        progress.phase(f"using wrk ({wrk}), 1 thread, {connections} connections")
+        progress.phase(
+            f"using wrk ({wrk}), {threads} thread{'s' if threads > 1 else ''}, "
+            f"{connections} connections"
+        )
     else:
         why = "--client builtin" if args.client == "builtin" else "wrk is not on PATH"
         progress.phase(
@@ -502,7 +521,13 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
                 client.run(functools.partial(_warm_up, name, subject.endpoint))
                 for mode in MODES:
                     load = Load(
-                        name, subject.endpoint, mode, connections, seconds, count
+                        name,
+                        subject.endpoint,
+                        mode,
+                        connections,
+                        seconds,
+                        count,
+                        threads,
                     )
                     tool = WRK if wrk is not None else BUILTIN
                     progress.phase(
@@ -526,6 +551,7 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
             wrk,
             connections=connections,
             seconds=seconds,
+            threads=threads,
             progress=progress,
             runs=runs,
             rss=rss,

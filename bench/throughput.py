@@ -87,6 +87,8 @@ class Load:
     connections: int
     seconds: float
     processes: int = 1
+    threads: int = 2
+    """wrk's ``--threads``: 2, as the targets in issue 8 were set (``wrk -t2``)."""
 
 
 def find_wrk() -> str | None:
@@ -105,14 +107,17 @@ def _seconds(value: str, unit: str) -> float:
 
 
 def wrk_command(wrk: str, load: Load) -> list[str]:
-    """One wrk thread: on two cores the other one belongs to the server.
+    """The wrk command line for ``load``.
 
-    wrk takes whole seconds; a shorter run is rounded up to one.
+    wrk takes whole seconds; a shorter run is rounded up to one. Two threads
+    (the default) load a 2-core machine the way the targets assume; one
+    leaves more of it to the server, which flatters the servers that need
+    more CPU per request.
     """
     command = [
         wrk,
         "--threads",
-        "1",
+        str(load.threads),
         "--connections",
         str(load.connections),
         "--duration",

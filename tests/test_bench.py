@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -445,6 +446,13 @@ def test_wrk_report_is_parsed() -> None:
     assert run.max == pytest.approx(5.2e-3)
     command = wrk_command("wrk", load)
     assert command[-3:] == ["--header", "Connection: close", "http://127.0.0.1:7879/"]
+    assert command[1:3] == ["--threads", "2"]  # as issue 8's targets were set
+
+
+def test_the_wrk_thread_count_is_passed_on() -> None:
+    load = Load("threaded", Endpoint("127.0.0.1", 7878), "keep-alive", 50, 2.0)
+    assert wrk_command("wrk", replace(load, threads=1))[1:3] == ["--threads", "1"]
+    assert "Connection: close" not in wrk_command("wrk", load)
 
 
 @pytest.mark.asyncio
