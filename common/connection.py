@@ -95,6 +95,8 @@ class ExchangeCache:
 class HttpConnection:
     """The protocol state of one client connection."""
 
+    __slots__ = ("_cache", "_parser", "_router", "closed")
+
     def __init__(
         self,
         router: Router,

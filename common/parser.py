@@ -148,14 +148,31 @@ class RequestParser:
     After an error the parser is finished: the connection must close.
     """
 
+    # One per connection: slots keep it small and its attributes quick.
+    __slots__ = (
+        "_body_seen",
+        "_buffer",
+        "_cache",
+        "_deferred",
+        "_eof",
+        "_limits",
+        "_line_scanned",
+        "_remaining",
+        "_scanned",
+        "_state",
+        "_trailer_bytes",
+    )
+
     def __init__(
         self, limits: Limits | None = None, cache: HeadCache | None = None
     ) -> None:
         self._limits = limits or Limits()
         # Only a cache filled under the same limits gives the same answers.
-        self._cache = (
-            cache if cache is not None and cache.limits == self._limits else None
-        )
+        # (``is`` first: comparing two Limits field by field costs a Python
+        # call, and every connection of a server shares one Limits object.)
+        limits = self._limits
+        same = cache is not None and (cache.limits is limits or cache.limits == limits)
+        self._cache = cache if same else None
         self._buffer = bytearray()
         self._state = _State.HEAD
         self._remaining = 0  # body or chunk bytes still to discard

@@ -47,7 +47,11 @@ def http_date(seconds: float) -> str:
     )
 
 
-_Cache = dict[tuple[Reply, ConnectionHeader, bool], bytes]
+_Cache = dict[tuple[int, str | None, bool], tuple[Reply, bytes]]
+"""(id(reply), Connection value, head) → (reply, response). The key holds
+only what hashes in C (a Reply or an enum member hashes in Python code, which
+was a few percent of the server's time); the value keeps the reply alive, so
+its id cannot be reused while the entry lives, and a hit checks identity."""
 
 
 class Responder:
@@ -88,10 +92,10 @@ class Responder:
     ) -> bytes:
         """The full response: status line, headers, blank line, body unless HEAD."""
         _, date, cache = self._current()
-        key = (reply, connection, head)
+        key = (id(reply), connection.value, head)
         cached = cache.get(key)
-        if cached is not None:
-            return cached
+        if cached is not None and cached[0] is reply:
+            return cached[1]
         status = reply.status
         lines = [
             f"HTTP/1.1 {status.value} {reason(status)}",
@@ -107,5 +111,5 @@ class Responder:
         if not head:
             data += reply.body
         if len(cache) < _CACHE_LIMIT:
-            cache[key] = data
+            cache[key] = (reply, data)
         return data

@@ -262,6 +262,24 @@ def test_idle_keep_alive_connections_cost_no_worker(
             sock.close()
 
 
+def test_a_client_silent_past_the_accept_deferral_is_still_served(
+    server_factory: ServerFactory,
+) -> None:
+    """The listener defers accept() until a request's first bytes arrive (Linux,
+    about a second); a client that thinks longer than that is still served,
+    and so is one that sends its head in pieces."""
+    server = start(server_factory, "--no-access-log")
+    with connect(server.port) as silent, connect(server.port) as slow:
+        time.sleep(1.5)  # the client's think time, longer than the deferral
+        silent.sendall(get("/"))
+        assert ResponseReader(silent).read().status == 200
+        head = get("/")
+        slow.sendall(head[:5])
+        time.sleep(0.2)
+        slow.sendall(head[5:])
+        assert ResponseReader(slow).read().status == 200
+
+
 # -- shutdown ------------------------------------------------------------------
 
 
@@ -552,6 +570,27 @@ def test_an_address_not_ours_is_exit_1() -> None:
 
 
 # -- in-process ---------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    not hasattr(socket, "TCP_DEFER_ACCEPT"), reason="TCP_DEFER_ACCEPT is Linux's"
+)
+def test_the_listener_defers_accept_and_passes_on_nodelay() -> None:
+    options = parse_options(
+        Edition.THREADED, ["--port", "0", "--workers", "1", "--no-access-log"]
+    )
+    with ThreadedServer(options) as server:
+        listener = server._listener
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
+        with connect(server.port) as client:
+            client.sendall(get("/"))
+            readable, _, _ = select.select([listener], [], [], 5.0)
+            assert readable, "the connection never reached accept()"
+            accepted, _ = listener.accept()  # the loop is not running: ours
+            with accepted:
+                nodelay = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                assert nodelay
+                assert accepted.getblocking()  # MSG_DONTWAIT on each call instead
 
 
 def test_in_process_server_stops_and_leaves_no_thread() -> None:
