@@ -23,6 +23,7 @@ from typing import NoReturn, TextIO
 
 from bench import client, peer_servers, report, screenshot, servers
 from bench.client import BadTarget, Endpoint
+from bench.idle import IDLE_CONNECTIONS, idle_growth
 from bench.model import EDITIONS
 from bench.progress import Progress
 from bench.scenarios import EditionRun, LatencySettings, run_latency
@@ -478,6 +479,37 @@ def _run_peers(
             rss[peer.name] = peer_servers.rss_mib(running.pid)
 
 
+def _load_generator(
+    wrk: str | None, threads: int, connections: int, choice: str
+) -> str:
+    """The progress line that says which client makes the load."""
+    if wrk is not None:
+        plural = "s" if threads > 1 else ""
+        return f"using wrk ({wrk}), {threads} thread{plural}, {connections} connections"
+    why = "--client builtin" if choice == "builtin" else "wrk is not on PATH"
+    return (
+        f"{why}: using the built-in asyncio client ({client.loop_name()}); "
+        "on a small machine it may itself be the bottleneck"
+    )
+
+
+def _measure_memory(
+    launched: dict[str, servers.LaunchedServer],
+    progress: Progress,
+    rss: dict[str, float | None],
+    idle: dict[str, float | None],
+) -> None:
+    """Our editions' RSS after the load, then what idle connections add to it."""
+    for name, server in launched.items():
+        rss[name] = peer_servers.rss_mib(server.pid)
+    for name, server in launched.items():
+        assert server.endpoint is not None  # launched() waited for it
+        progress.phase(f"{name}: {IDLE_CONNECTIONS} idle keep-alive connections")
+        idle[name] = client.run(
+            functools.partial(idle_growth, server.endpoint, server.pid)
+        )
+
+
 def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> int:
     args = build_throughput_parser().parse_args(argv)
     if args.quiet:
@@ -490,17 +522,8 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
     if args.client == "wrk" and wrk is None:
         raise UsageError("--client wrk: wrk is not on PATH")
     rss = _peer_rss(args.peers, wrk)
-    if wrk is not None:
-        progress.phase(
-            f"using wrk ({wrk}), {threads} thread{'s' if threads > 1 else ''}, "
-            f"{connections} connections"
-        )
-    else:
-        why = "--client builtin" if args.client == "builtin" else "wrk is not on PATH"
-        progress.phase(
-            f"{why}: using the built-in asyncio client ({client.loop_name()}); "
-            "on a small machine it may itself be the bottleneck"
-        )
+    idle: dict[str, float | None] = {}
+    progress.phase(_load_generator(wrk, threads, connections, args.client))
     client.run(lambda: _check_targets(plan.targets, progress))
     runs: list[ThroughputRun] = []
     # One round per --processes count; the targets (not ours) in the first only.
@@ -542,10 +565,7 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
                     progress.phase(f"{label}: {mode}: {rate:.0f} req/s")
                     runs.append(run)
             if args.peers and not round_:  # after the load, as for the peers
-                rss.update(
-                    (name, peer_servers.rss_mib(server.pid))
-                    for name, server in launched.items()
-                )
+                _measure_memory(launched, progress, rss, idle)
     if args.peers and wrk is not None:
         _run_peers(
             wrk,
@@ -561,7 +581,7 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
     if scaling := report.scaling_table(runs):
         stdout.write("\n" + scaling)
     if args.peers:
-        stdout.write("\n" + peer_servers.ratio_table(runs, rss))
+        stdout.write("\n" + peer_servers.ratio_table(runs, rss, idle))
     stdout.flush()
     if plan.json is not None:
         report.write_json(plan.json, report.throughput_json(runs, seconds))

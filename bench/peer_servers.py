@@ -147,8 +147,13 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
-def ratio_table(runs: Sequence[ThroughputRun], rss: dict[str, float | None]) -> str:
-    """Each peer's req/s and p99 beside the edition it is compared with."""
+def ratio_table(
+    runs: Sequence[ThroughputRun],
+    rss: dict[str, float | None],
+    idle: dict[str, float | None] | None = None,
+) -> str:
+    """Each peer's req/s and p99 beside the edition it is compared with; then
+    the memory figures: RSS after the load, and what idle connections add."""
     rates = {(run.name, run.mode): run for run in runs}
     head = (
         f"{'peer':<17} {'connection':<10} {'peer req/s':>10} {'ours':<9} "
@@ -181,6 +186,12 @@ def ratio_table(runs: Sequence[ThroughputRun], rss: dict[str, float | None]) -> 
         lines += [
             f"  {name:<17} {'?' if mib is None else f'{mib:.1f} MiB'}"
             for name, mib in rss.items()
+        ]
+    if idle:
+        lines += ["", "RSS growth with 1000 idle keep-alive connections held:"]
+        lines += [
+            f"  {name:<17} {'?' if mib is None else f'{mib:+.1f} MiB'}"
+            for name, mib in idle.items()
         ]
     return "\n".join(lines) + "\n"
 

@@ -26,10 +26,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support import RunningServer
 
 from bench import cli, report, servers
 from bench.client import BadTarget, Endpoint, read_response
+from bench.idle import idle_growth
 from bench.model import QueueModel
+from bench.peer_servers import ratio_table
 from bench.scenarios import EditionRun, LatencySettings, RouteResult
 from bench.stats import NS_PER_SECOND, Sample, percentile, summarise
 from bench.throughput import Load, parse_wrk, wrk_command
@@ -534,3 +537,31 @@ def test_plot_is_drawn(tmp_path: Path) -> None:
     path = tmp_path / "latency.png"
     report.write_plot(path, settings, [_run("threaded", settings)])
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.asyncio
+async def test_idle_growth_holds_answered_keep_alive_connections(
+    server: RunningServer,
+) -> None:
+    """The --peers memory figure: N connections, one 200 each, held open."""
+    endpoint = Endpoint("127.0.0.1", server.port)
+    growth = await idle_growth(endpoint, server.process.pid, count=120)
+    assert growth is not None
+    assert -1.0 < growth < 50.0  # MiB: a real figure, not a placeholder
+    assert server.process.poll() is None
+
+
+@pytest.mark.asyncio
+async def test_idle_growth_is_unknown_when_connections_are_refused() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    growth = await idle_growth(Endpoint("127.0.0.1", port), os.getpid(), count=3)
+    assert growth is None
+
+
+def test_the_peer_table_reports_idle_growth() -> None:
+    table = ratio_table([], {"threaded": 19.0}, {"threaded": 1.25, "asyncio": None})
+    assert "RSS growth with 1000 idle keep-alive connections held:" in table
+    assert "threaded          +1.2 MiB" in table
+    assert "asyncio           ?" in table
