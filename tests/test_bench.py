@@ -565,3 +565,18 @@ def test_the_peer_table_reports_idle_growth() -> None:
     assert "RSS growth with 1000 idle keep-alive connections held:" in table
     assert "threaded          +1.2 MiB" in table
     assert "asyncio           ?" in table
+
+
+@pytest.mark.parametrize("arguments", [[], ["--help"], ["70000"], ["1", "2"]])
+def test_a_peer_server_explains_its_one_argument(arguments: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.peers.stdlib_server", *arguments],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: python -m bench.peers.stdlib_server PORT")
+    assert "Traceback" not in result.stderr

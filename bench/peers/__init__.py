@@ -9,6 +9,7 @@ started by the benchmark, one process each, on loopback only.
 from __future__ import annotations
 
 import os
+import sys
 
 from common.routes import Pages
 
@@ -24,3 +25,12 @@ def page_for(path: str) -> tuple[int, bytes, float]:
     if path == "/sleep":
         return 200, PAGES.hello, SLEEP_SECONDS
     return 404, PAGES.not_found, 0.0
+
+
+def port_argument(program: str) -> int:
+    """The one argument a peer takes, its port; a usage line and exit 2 otherwise."""
+    arguments = sys.argv[1:]
+    if len(arguments) == 1 and arguments[0].isdigit() and int(arguments[0]) < 65536:
+        return int(arguments[0])
+    sys.stderr.write(f"usage: python -m {program} PORT  (0-65535, on 127.0.0.1)\n")
+    sys.exit(2)

@@ -7,7 +7,7 @@ import sys
 
 from aiohttp import web
 
-from bench.peers import CONTENT_TYPE, page_for
+from bench.peers import CONTENT_TYPE, page_for, port_argument
 
 
 async def handle(request: web.Request) -> web.Response:
@@ -25,7 +25,7 @@ async def handle(request: web.Request) -> web.Response:
 def main() -> None:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    port = int(sys.argv[1])
+    port = port_argument("bench.peers.aiohttp_app")
     print(
         f"Listening on http://127.0.0.1:{port} (aiohttp)", file=sys.stderr, flush=True
     )

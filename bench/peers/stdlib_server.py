@@ -6,7 +6,7 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from bench.peers import CONTENT_TYPE, page_for
+from bench.peers import CONTENT_TYPE, page_for, port_argument
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -27,7 +27,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    port = int(sys.argv[1])
+    port = port_argument("bench.peers.stdlib_server")
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     print(
         f"Listening on http://127.0.0.1:{port} (http.server)",
