@@ -9,6 +9,7 @@ the machine is small and shared.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import resource
@@ -591,6 +592,34 @@ def test_the_listener_defers_accept_and_passes_on_nodelay() -> None:
                 nodelay = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
                 assert nodelay
                 assert accepted.getblocking()  # MSG_DONTWAIT on each call instead
+
+
+def test_a_closed_connection_is_freed_without_the_cycle_collector() -> None:
+    """No reference cycle per connection: a cycle made every closed connection
+    wait for the garbage collector, which cost ~5 us of CPU per request."""
+    options = parse_options(
+        Edition.THREADED, ["--port", "0", "--workers", "2", "--no-access-log"]
+    )
+    server = ThreadedServer(options)
+    runner = threading.Thread(target=server.serve_forever)
+    runner.start()
+    connections = 100
+    try:
+        assert request(server.port, "/").status == 200  # warm: caches filled
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(connections):
+                assert request(server.port, "/").status == 200
+            unreachable = gc.collect()
+        finally:
+            gc.enable()
+    finally:
+        server.request_stop()
+        runner.join(10)
+    assert not runner.is_alive()
+    # With a cycle per connection this is several objects per connection.
+    assert unreachable < connections // 2, unreachable
 
 
 def test_in_process_server_stops_and_leaves_no_thread() -> None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import logging
 import math
 import os
@@ -82,29 +81,39 @@ class _Client:
     parked, the worker running its job otherwise; the hand-over goes through
     the pool's channel one way and the locked hand-back list the other, and
     both give the next owner a consistent view.
+
+    The client is itself the pool's job: calling it serves it. (A
+    ``functools.partial(serve, client)`` kept on the client made a reference
+    cycle, so every closed connection waited for the cyclic garbage
+    collector; its runs cost about 5 us of CPU per ``Connection: close``
+    request. Without the cycle, reference counting frees a connection the
+    moment it closes.)
     """
 
-    __slots__ = ("address", "first", "http", "job", "request_started", "sock")
+    __slots__ = ("address", "first", "http", "request_started", "serve", "sock")
 
     def __init__(
-        self, sock: socket.socket, address: tuple[str, int], http: HttpConnection
+        self,
+        sock: socket.socket,
+        address: tuple[str, int],
+        http: HttpConnection,
+        serve: Callable[[_Client], None],
     ) -> None:
         self.sock = sock
         self.address = address
         self.http = http
+        self.serve = serve
         self.request_started: float | None = None
         """``time.monotonic()`` when a still-incomplete request began, else None."""
-        self.job: Callable[[], None] = _nothing
         self.first: bytes | None = None
         """What the acceptor read before handing the new connection over."""
+
+    def __call__(self) -> None:
+        self.serve(self)
 
     def name(self) -> str:
         host, port = self.address[0], self.address[1]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _nothing() -> None:
-    """Placeholder job until the server binds the real one."""
 
 
 class ThreadedServer:
@@ -294,8 +303,7 @@ class ThreadedServer:
                 self._refuse(sock)
                 continue
             http = HttpConnection(self._router, self._limits, self._cache)
-            client = _Client(sock, address, http)
-            client.job = functools.partial(self._serve, client)
+            client = _Client(sock, address, http, self._serve)
             self._clients.add(client)
             # Its request is usually here already (a client writes as soon as
             # it is connected): read it and go straight to a worker, saving
@@ -309,7 +317,7 @@ class ThreadedServer:
             except OSError:  # reset already
                 self._close(client)
                 continue
-            if not self._pool.try_execute(client.job):
+            if not self._pool.try_execute(client):
                 self._reject(client, self._busy)
 
     def _refuse(self, sock: socket.socket) -> None:
@@ -342,7 +350,7 @@ class ThreadedServer:
     def _dispatch(self, client: _Client) -> None:
         """Bytes arrived: give the connection to a worker, or 503 if all are busy."""
         self._unpark(client)
-        if not self._pool.try_execute(client.job):
+        if not self._pool.try_execute(client):
             self._reject(client, self._busy)
 
     def _take_back(self, now: float) -> None:
