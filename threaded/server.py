@@ -5,11 +5,11 @@ Threads and their jobs:
 * The **acceptor** (the thread that calls :meth:`ThreadedServer.serve_forever`,
   normally the main thread) owns a ``selectors`` selector holding the
   listening socket, every *parked* connection (idle between requests, or
-  part-way through a request head) and a wake-up socket pair. It accepts and
-  hands each new connection straight to the pool (its request is usually
-  there already), enforces the idle and header deadlines with the select
-  timeout, and hands a parked connection to the pool when it has bytes to
-  read.
+  part-way through a request head) and a wake-up socket pair. It accepts
+  (the listener defers that until a request's first bytes are in, on Linux),
+  reads what came and hands the new connection straight to the pool; it
+  enforces the idle and header deadlines with the select timeout, and hands
+  a parked connection to the pool when it has bytes to read.
 * A **worker** runs one job per readable connection: read what is there, feed
   the sans-I/O :class:`~common.connection.HttpConnection`, answer every
   complete request (``time.sleep`` for ``/sleep`` — holding the worker, as in
