@@ -50,9 +50,7 @@ async def idle_growth(
                     return_exceptions=True,
                 )
                 writers += [w for w in opened if isinstance(w, asyncio.StreamWriter)]
-                if len(writers) < count and any(
-                    not isinstance(w, asyncio.StreamWriter) for w in opened
-                ):
+                if any(not isinstance(w, asyncio.StreamWriter) for w in opened):
                     return None
         after = rss_mib(pid)
     except TimeoutError:

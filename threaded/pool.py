@@ -186,11 +186,20 @@ class Channel(Generic[T]):
         items.append(item)
         if self.receivers is None:
             self._not_empty.notify()
-        elif self._sleeping > self._woken and (
+        elif self._sleeper_to_wake() and (
             self._none_free()
             or (len(items) > 1 and time.monotonic() - self._last_taken > STALL_SECONDS)
         ):
             self._wake_one()
+
+    def _sleeper_to_wake(self) -> bool:
+        """On demand, with items queued, a receiver is asleep and not yet woken
+        (lock held)."""
+        return (
+            self.receivers is not None
+            and bool(self._items)
+            and self._sleeping > self._woken
+        )
 
     def _none_free(self) -> bool:
         """No receiver is awake and outside blocking() (lock held, on demand)."""
@@ -234,12 +243,7 @@ class Channel(Generic[T]):
         """
         with self._lock:
             self._blocked += 1
-            if (
-                self.receivers is not None
-                and self._items
-                and self._sleeping > self._woken
-                and self._none_free()
-            ):
+            if self._sleeper_to_wake() and self._none_free():
                 self._wake_one()
         try:
             yield
@@ -256,11 +260,7 @@ class Channel(Generic[T]):
         there is nothing to watch (no items, or no receiver asleep).
         """
         with self._lock:
-            if (
-                self.receivers is None
-                or not self._items
-                or self._sleeping <= self._woken
-            ):
+            if not self._sleeper_to_wake():
                 return None
             waited = time.monotonic() - self._last_taken
             if waited < STALL_SECONDS:

@@ -317,8 +317,7 @@ class ThreadedServer:
             except OSError:  # reset already
                 self._close(client)
                 continue
-            if not self._pool.try_execute(client):
-                self._reject(client, self._busy)
+            self._to_worker(client)
 
     def _refuse(self, sock: socket.socket) -> None:
         """503 to a connection beyond ``--max-connections``; best effort, no wait."""
@@ -348,8 +347,12 @@ class ThreadedServer:
             self._partial.pop(client, None)
 
     def _dispatch(self, client: _Client) -> None:
-        """Bytes arrived: give the connection to a worker, or 503 if all are busy."""
+        """Bytes arrived on a parked connection: off to a worker."""
         self._unpark(client)
+        self._to_worker(client)
+
+    def _to_worker(self, client: _Client) -> None:
+        """Queue a connection that has bytes to read, or 503 if all are busy."""
         if not self._pool.try_execute(client):
             self._reject(client, self._busy)
 
