@@ -129,6 +129,18 @@ def connect(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> socket
     return sock
 
 
+def parse_head(head_bytes: bytes) -> tuple[int, str, dict[str, str]]:
+    """Status, reason and headers (names lower-cased) of a response head
+    without its final blank line."""
+    status_line, *lines = head_bytes.decode("latin-1").split("\r\n")
+    _, status, reason = status_line.split(" ", 2)
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status), reason, headers
+
+
 class ResponseReader:
     """Reads responses one by one from a socket, keeping any extra bytes."""
 
@@ -147,12 +159,7 @@ class ResponseReader:
             if not self._fill():
                 raise ConnectionError(f"closed before a full head: {self.buffer!r}")
         head_bytes, _, rest = self.buffer.partition(b"\r\n\r\n")
-        status_line, *lines = head_bytes.decode("latin-1").split("\r\n")
-        _, status, reason = status_line.split(" ", 2)
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+        status, reason, headers = parse_head(head_bytes)
         length = 0 if head else int(headers.get("content-length", "0"))
         self.buffer = rest
         while len(self.buffer) < length:
@@ -160,7 +167,7 @@ class ResponseReader:
                 raise ConnectionError("closed before the full body")
         body, self.buffer = self.buffer[:length], self.buffer[length:]
         raw = head_bytes + b"\r\n\r\n" + body
-        return Response(int(status), reason, headers, body, raw)
+        return Response(status, reason, headers, body, raw)
 
     def at_eof(self, timeout: float = 5.0) -> bool:
         """True when the server closes with no further bytes."""

@@ -35,7 +35,14 @@ from typing import Any, TypeVar
 import pytest
 import uvloop
 from conftest import ServerFactory
-from support import Response, ResponseReader, RunningServer, connect, request
+from support import (
+    Response,
+    ResponseReader,
+    RunningServer,
+    connect,
+    parse_head,
+    request,
+)
 
 from asyncio_server.server import (
     AsyncioServer,
@@ -165,15 +172,10 @@ async def read_response(
     reader: asyncio.StreamReader, *, head: bool = False
 ) -> Response:
     head_bytes = (await reader.readuntil(b"\r\n\r\n"))[:-4]
-    status_line, *lines = head_bytes.decode("latin-1").split("\r\n")
-    _, status, reason = status_line.split(" ", 2)
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    status, reason, headers = parse_head(head_bytes)
     length = 0 if head else int(headers.get("content-length", "0"))
     body = await reader.readexactly(length)
-    return Response(int(status), reason, headers, body, head_bytes + b"\r\n\r\n" + body)
+    return Response(status, reason, headers, body, head_bytes + b"\r\n\r\n" + body)
 
 
 @contextlib.asynccontextmanager

@@ -9,6 +9,7 @@ the machine is small and shared.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import re
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -594,17 +596,27 @@ def test_the_listener_defers_accept_and_passes_on_nodelay() -> None:
                 assert accepted.getblocking()  # MSG_DONTWAIT on each call instead
 
 
-def test_a_closed_connection_is_freed_without_the_cycle_collector() -> None:
-    """No reference cycle per connection: a cycle made every closed connection
-    wait for the garbage collector, which cost ~5 us of CPU per request."""
-    options = parse_options(
-        Edition.THREADED, ["--port", "0", "--workers", "2", "--no-access-log"]
-    )
+@contextlib.contextmanager
+def serving_in_process(*args: str) -> Iterator[ThreadedServer]:
+    """A ThreadedServer on --port 0 run by a thread of this process; stopped
+    (and its thread joined) when the block ends, even on failure."""
+    options = parse_options(Edition.THREADED, ["--port", "0", "--no-access-log", *args])
     server = ThreadedServer(options)
     runner = threading.Thread(target=server.serve_forever)
     runner.start()
-    connections = 100
     try:
+        yield server
+    finally:
+        server.request_stop()
+        runner.join(10)
+    assert not runner.is_alive()
+
+
+def test_a_closed_connection_is_freed_without_the_cycle_collector() -> None:
+    """No reference cycle per connection: a cycle made every closed connection
+    wait for the garbage collector, which cost ~5 us of CPU per request."""
+    connections = 100
+    with serving_in_process("--workers", "2") as server:
         assert request(server.port, "/").status == 200  # warm: caches filled
         gc.collect()
         gc.disable()
@@ -614,32 +626,18 @@ def test_a_closed_connection_is_freed_without_the_cycle_collector() -> None:
             unreachable = gc.collect()
         finally:
             gc.enable()
-    finally:
-        server.request_stop()
-        runner.join(10)
-    assert not runner.is_alive()
     # With a cycle per connection this is several objects per connection.
     assert unreachable < connections // 2, unreachable
 
 
 def test_in_process_server_stops_and_leaves_no_thread() -> None:
-    options = parse_options(
-        Edition.THREADED, ["--port", "0", "--workers", "2", "--no-access-log"]
-    )
     before = set(threading.enumerate())
-    server = ThreadedServer(options)
-    runner = threading.Thread(target=server.serve_forever)
-    runner.start()
-    try:
+    with serving_in_process("--workers", "2") as server:
         assert request(server.port, "/").status == 200
         with connect(server.port) as sock:
             sock.sendall(get("/") * 3)
             reader = ResponseReader(sock)
             assert [reader.read().status for _ in range(3)] == [200] * 3
-    finally:
-        server.request_stop()
-        runner.join(10)
-    assert not runner.is_alive()
     assert set(threading.enumerate()) == before
     with pytest.raises(ConnectionRefusedError):
         connect(server.port, timeout=2.0).close()
