@@ -8,6 +8,10 @@ without error may be remembered.
 
 from __future__ import annotations
 
+import itertools
+import random
+import re
+
 import pytest
 
 from common.connection import Exchange, ExchangeCache, HttpConnection
@@ -63,6 +67,77 @@ def test_cached_exchanges_equal_uncached(data: bytes) -> None:
         assert [e.render(responder) for e in got] == [
             e.render(responder) for e in expected
         ]
+
+
+def pieces_at_request_ends(data: bytes) -> list[bytes]:
+    """``data`` cut after every blank line: one whole head per read, as
+    clients usually send them (what the parser's fast path recognises)."""
+    cuts = [m.end() for m in re.finditer(rb"\n\r?\n", data)]
+    edges = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(edges) if a < b]
+
+
+def exchanges_fed(
+    pieces: list[bytes], cache: ExchangeCache | None, drain_every: int
+) -> list[Exchange]:
+    """Feed ``pieces`` one by one, taking exchanges after every ``drain_every``."""
+    conn = HttpConnection(ROUTER, Limits(), cache)
+    out: list[Exchange] = []
+    for index, piece in enumerate(pieces, 1):
+        conn.receive(piece)
+        if index % drain_every == 0:
+            while (exchange := conn.next_exchange()) is not None:
+                out.append(exchange)
+    conn.receive(b"")
+    while (exchange := conn.next_exchange()) is not None:
+        out.append(exchange)
+    return out
+
+
+@pytest.mark.parametrize("data", STREAMS)
+@pytest.mark.parametrize("drain_every", [1, 2, 3])
+def test_whole_heads_fed_one_by_one_equal_uncached(
+    data: bytes, drain_every: int
+) -> None:
+    cache = ExchangeCache(ROUTER, Limits())
+    pieces = pieces_at_request_ends(data)
+    expected = exchanges_fed(pieces, None, drain_every)
+    for _ in range(3):  # cold, then warm: whole reads are recognised in feed()
+        assert exchanges_fed(pieces, cache, drain_every) == expected
+
+
+def test_random_cuts_through_a_warm_cache_equal_uncached() -> None:
+    rng = random.Random(9112)
+    cache = ExchangeCache(ROUTER, Limits())
+    for data in STREAMS:
+        exchanges_fed(pieces_at_request_ends(data), cache, 1)  # warm it
+    for _ in range(300):
+        data = b"".join(rng.choices(STREAMS, k=3))
+        cuts = sorted(rng.sample(range(1, len(data)), k=rng.randint(0, 6)))
+        edges = [0, *cuts, len(data)]
+        pieces = [data[a:b] for a, b in itertools.pairwise(edges)]
+        drain_every = rng.randint(1, 3)
+        assert exchanges_fed(pieces, cache, drain_every) == exchanges_fed(
+            pieces, None, drain_every
+        )
+
+
+def test_a_whole_head_fed_is_handed_out_before_what_follows() -> None:
+    cache = HeadCache(Limits())
+    warm = RequestParser(Limits(), cache)
+    warm.feed(GET)
+    assert warm.next_request() is not None
+
+    parser = RequestParser(Limits(), cache)
+    parser.feed(GET)  # recognised whole
+    assert not parser.consumed  # received, not yet handed out
+    parser.feed(b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\n")
+    first, second = parser.next_request(), parser.next_request()
+    assert first is not None
+    assert second is not None
+    assert (first.path, second.path) == ("/", "/missing")
+    assert parser.next_request() is None
+    assert parser.consumed
 
 
 def test_all_streams_through_one_cache() -> None:
