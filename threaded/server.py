@@ -116,6 +116,47 @@ class _Client:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class _Listener(socket.socket):
+    """A listening socket whose ``accept()`` costs less Python.
+
+    ``socket.accept()`` builds each new socket from ``self.family`` and
+    ``self.type``: properties that turn the C integers into enum members in
+    Python on every call, about 1.3 us of the acceptor's 7 us of Python per
+    connection (timeit). They cannot change, so this class looks them up
+    once; ``accept()`` itself is the stdlib's.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        family, kind, proto = sock.family, sock.type, sock.proto
+        super().__init__(family, kind, proto, sock.detach())
+        self.setblocking(False)
+        self._family = family
+        self._kind = kind
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> _Listener:
+        """Take over a listening socket, set up for serving; closes it on failure.
+
+        Non-blocking; ``TCP_NODELAY``, which accepted sockets inherit (Linux,
+        the BSDs), so it costs no call per connection; deferred accept.
+        """
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _defer_accept(sock)
+            return cls(sock)
+        except OSError:
+            sock.close()
+            raise
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return self._family
+
+    @property
+    def type(self) -> socket.SocketKind:
+        return self._kind
+
+
 class ThreadedServer:
     """A listening socket, a thread pool and the acceptor loop that joins them.
 
@@ -145,16 +186,8 @@ class ThreadedServer:
 
         if sock is None:
             sock = _listen(options.host, options.port)
-        else:  # already listening: inherited from the --processes supervisor
-            sock.setblocking(False)
-        try:
-            # Accepted sockets inherit it (Linux, the BSDs): no call per connection.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            sock.close()
-            raise
-        _defer_accept(sock)
-        self._listener = sock
+        # else already listening: inherited from the --processes supervisor
+        self._listener = _Listener.adopt(sock)
         self.port: int = self._listener.getsockname()[1]
         try:
             self._wake_r, self._wake_w = socket.socketpair()
