@@ -52,6 +52,7 @@ from common.budget import RequestBudget
 from common.cli import Edition, LoopChoice, Options, parse_options
 from common.connection import Exchange, ExchangeCache, HttpConnection
 from common.errors import RequestTimeout, ServiceUnavailable
+from common.listener import BACKLOG, defer_accept
 from common.logs import AccessLog, configure_logging, listening_message, url
 from common.resources import raise_open_file_limit
 from common.response import Responder
@@ -60,8 +61,6 @@ from common.supervisor import supervise
 
 log = logging.getLogger("hello.asyncio")
 
-BACKLOG = 1024
-"""Listen backlog: the stdlib's 5 drops SYNs under a burst (1 s client retries)."""
 BATCH = 32
 """Pipelined requests answered in one callback before the loop serves others."""
 REJECT_LINGER = 1.0
@@ -554,6 +553,11 @@ class AsyncioServer:
                 backlog=BACKLOG,
             )
         sockets = self._listener.sockets
+        for sock in sockets:
+            # A stopping server closes the connections it takes in that have
+            # sent nothing; deferred, none is accepted with its request still
+            # on the way (see common.listener.defer_accept).
+            defer_accept(sock)
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.options.port
         self.loop_name = loop_name(loop)
         log.info("%s", listening_message(self.options, self.port, self.loop_name))

@@ -77,6 +77,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from common.cli import Options
+from common.listener import listen
 from common.logs import configure_logging, listening_message, url
 
 logger = logging.getLogger("hello.supervisor")
@@ -84,8 +85,6 @@ logger = logging.getLogger("hello.supervisor")
 Target = Callable[[socket.socket], int]
 """What a child runs: serve on the inherited listening socket, return a status."""
 
-BACKLOG = 1024
-"""Listen backlog, as in both shells: the stdlib's 5 drops SYNs under a burst."""
 MIN_UPTIME = 1.0
 """A child that dies sooner than this after its start counts towards a crash loop."""
 BACKOFF_FIRST = 0.1
@@ -165,7 +164,7 @@ class Supervisor:
             raise RuntimeError("--processes: the supervisor must fork before threads")
         options = self.options
         try:
-            self._listener = _listen(options.host, options.port)
+            self._listener = listen(options.host, options.port)
         except OSError as error:
             where = url(options.host, options.port)
             print(f"error: cannot listen on {where}: {error}", file=sys.stderr)
@@ -382,12 +381,6 @@ def _die_with_parent(parent: int) -> bool:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     return os.getppid() == parent
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """The listening socket every child inherits (raises OSError)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=BACKLOG)
 
 
 def supervise(options: Options, target: Target, details: str) -> int:

@@ -369,6 +369,35 @@ async def test_idle_keep_alive_closes_silently(live: LiveFactory) -> None:
     await server.wait_until(lambda s: s.open_connections == 0)
 
 
+@pytest.mark.skipif(
+    not hasattr(socket, "TCP_DEFER_ACCEPT"), reason="TCP_DEFER_ACCEPT is Linux's"
+)
+@pytest.mark.asyncio
+async def test_accept_waits_for_the_request(live: LiveFactory) -> None:
+    """A stopping server closes the connections it takes in with nothing
+    received; deferred accept means none is taken in with its request still
+    on the way. A silent client is still accepted, about a second late."""
+    server = live(keep_alive_timeout=0.2)
+
+    def deferred(s: AsyncioServer) -> list[int]:
+        assert s._listener is not None
+        option = socket.TCP_DEFER_ACCEPT
+        return [
+            sock.getsockopt(socket.IPPROTO_TCP, option) for sock in s._listener.sockets
+        ]
+
+    assert all(seconds > 0 for seconds in server.query(deferred))
+    async with opened(server.port) as (reader, writer):
+        await asyncio.sleep(0.1)  # connected, silent: not accepted yet
+        assert server.query(lambda s: s.open_connections) == 0
+        writer.write(GET)
+        assert (await asyncio.wait_for(read_response(reader), 5)).status == 200
+    async with opened(server.port) as (reader, _):
+        closed, took = await timed(at_eof(reader))
+        assert closed
+        assert 0.5 < took < 4.0, f"a silent client closed after {took:.2f} s"
+
+
 @pytest.mark.asyncio
 async def test_over_max_connections_gets_503_then_close(live: LiveFactory) -> None:
     server = live(max_connections=2)

@@ -92,10 +92,11 @@ def imported_modules(path: Path) -> set[str]:
 
 
 SOURCES = sorted(COMMON.glob("*.py"))
-PROCESS_LEVEL = {"supervisor.py"}
-"""``--processes`` (issue 9): the one module of common/ that forks, binds and
-handles signals — plumbing shared by both shells' ``__main__``, not part of the
-protocol core, and imported by no other module of common/ (checked below)."""
+PROCESS_LEVEL = {"supervisor.py", "listener.py"}
+"""The modules of common/ that touch sockets: ``--processes`` (issue 9), which
+forks, binds and handles signals, and the listening socket's settings —
+plumbing shared by both shells, not part of the protocol core, and imported
+by no module of the core (checked below)."""
 CORE = [path for path in SOURCES if path.name not in PROCESS_LEVEL]
 
 
@@ -123,7 +124,7 @@ def test_common_does_no_io_of_its_own(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", CORE, ids=lambda path: path.name)
-def test_the_core_does_not_import_the_supervisor(path: Path) -> None:
+def test_the_core_does_not_import_the_process_level_modules(path: Path) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -132,7 +133,8 @@ def test_the_core_does_not_import_the_supervisor(path: Path) -> None:
             names = {alias.name for alias in node.names}
         else:
             continue
-        assert all(name.rpartition(".")[2] != "supervisor" for name in names)
+        process_level = {name.removesuffix(".py") for name in PROCESS_LEVEL}
+        assert all(name.rpartition(".")[2] not in process_level for name in names)
 
 
 @pytest.mark.parametrize("name", ["parser.py", "connection.py", "routes.py"])

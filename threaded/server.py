@@ -53,6 +53,7 @@ from common.budget import RequestBudget
 from common.cli import Options
 from common.connection import Exchange, ExchangeCache, HttpConnection
 from common.errors import RequestTimeout, ServiceUnavailable
+from common.listener import defer_accept, listen
 from common.logs import AccessLog, listening_message, url
 from common.resources import raise_open_file_limit
 from common.response import Responder
@@ -61,8 +62,6 @@ from threaded.pool import PoolCreationError, ThreadPool
 
 logger = logging.getLogger(__name__)
 
-BACKLOG = 1024
-"""Listen backlog: the stdlib's 5 drops SYNs under a burst (1 s client retries)."""
 RECV_SIZE = 65536
 """Bytes read per ``recv``: several pipelined requests, or a whole head."""
 ACCEPT_BATCH = 64
@@ -138,11 +137,13 @@ class _Listener(socket.socket):
         """Take over a listening socket, set up for serving; closes it on failure.
 
         Non-blocking; ``TCP_NODELAY``, which accepted sockets inherit (Linux,
-        the BSDs), so it costs no call per connection; deferred accept.
+        the BSDs), so it costs no call per connection; deferred accept (see
+        :func:`~common.listener.defer_accept`: the acceptor reads each request
+        as it accepts, and hands the connection straight to a worker).
         """
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _defer_accept(sock)
+            defer_accept(sock)
             return cls(sock)
         except OSError:
             sock.close()
@@ -185,7 +186,7 @@ class ThreadedServer:
         self._busy = Exchange.failure(ServiceUnavailable())
 
         if sock is None:
-            sock = _listen(options.host, options.port)
+            sock = listen(options.host, options.port)
         # else already listening: inherited from the --processes supervisor
         self._listener = _Listener.adopt(sock)
         self.port: int = self._listener.getsockname()[1]
@@ -676,37 +677,6 @@ def _shutdown_signals_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-DEFER_ACCEPT_SECONDS = 1
-"""``TCP_DEFER_ACCEPT``: how long the kernel holds a connection that has sent
-nothing before handing it to ``accept()`` anyway (Linux)."""
-
-
-def _defer_accept(listener: socket.socket) -> None:
-    """Have ``accept()`` return a connection once its first bytes are here (Linux).
-
-    A client writes its request as soon as it is connected, but the acceptor
-    wakes at the same moment and is quicker: without this, the first read
-    found nothing for 40-80 % of new connections under load, and each of
-    those went through the selector (register, wake-up, unregister) before a
-    worker could read it; with it, none did, and the server spent about
-    10 us less CPU per ``Connection: close`` request. A connection that stays
-    silent is accepted after about a second and parked like any other (nginx
-    offers the same as ``listen ... deferred``). Elsewhere this is a no-op.
-    """
-    option = getattr(socket, "TCP_DEFER_ACCEPT", None)
-    if option is not None:
-        with contextlib.suppress(OSError):
-            listener.setsockopt(socket.IPPROTO_TCP, option, DEFER_ACCEPT_SECONDS)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A non-blocking listening socket with a real backlog (raises OSError)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.create_server((host, port), family=family, backlog=BACKLOG)
-    listener.setblocking(False)
-    return listener
 
 
 def _discard_input(sock: socket.socket) -> None:
