@@ -399,6 +399,27 @@ async def test_accept_waits_for_the_request(live: LiveFactory) -> None:
 
 
 @pytest.mark.asyncio
+async def test_the_loop_sets_nodelay_on_every_connection(live: LiveFactory) -> None:
+    """We rely on both loops to disable Nagle's algorithm (no call of ours)."""
+    server = live()
+
+    def nodelay(s: AsyncioServer) -> list[int]:
+        options = []
+        for connection in s._connections:
+            assert connection._transport is not None
+            sock = connection._transport.get_extra_info("socket")
+            options.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return options
+
+    async with opened(server.port) as (reader, writer):
+        writer.write(GET)
+        assert (await read_response(reader)).status == 200
+        flags = server.query(nodelay)
+    assert flags
+    assert all(flags), flags
+
+
+@pytest.mark.asyncio
 async def test_over_max_connections_gets_503_then_close(live: LiveFactory) -> None:
     server = live(max_connections=2)
     async with opened(server.port) as (r1, w1), opened(server.port) as (r2, w2):

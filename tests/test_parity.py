@@ -7,13 +7,22 @@ the difference is stated by a test, not assumed.
 
 from __future__ import annotations
 
+import socket
+import struct
+import sys
 import threading
 import time
 
 import pytest
 from cases import CASES, Case
 from conftest import ServerFactory
-from support import RunningServer, exchange_raw, without_date
+from support import (
+    RunningServer,
+    connect,
+    exchange_raw,
+    read_until_close,
+    without_date,
+)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
@@ -66,3 +75,45 @@ def test_only_how_sleep_queues_differs(server_factory: ServerFactory) -> None:
     assert all(2 * delay <= t < 3.5 * delay for t in pool_times[2:]), pool_times
     # asyncio: all four at ~1 x delay.
     assert all(delay <= t < 1.9 * delay for t in loop_times), loop_times
+
+
+def _segments_received(sock: socket.socket) -> int:
+    """``tcpi_segs_in`` from ``TCP_INFO`` (Linux 4.2+; its offset is ABI)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int(struct.unpack_from("I", info, _TCPI_SEGS_IN)[0])
+
+
+_TCPI_SEGS_IN = 140
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="TCP_INFO's layout is Linux's"
+)
+@pytest.mark.parametrize(
+    ("edition", "args"),
+    [("threaded", ()), ("asyncio", ()), ("asyncio", ("--loop", "asyncio"))],
+    ids=["threaded", "asyncio", "asyncio-stdlib-loop"],
+)
+def test_the_last_response_leaves_with_the_fin(
+    edition: str, args: tuple[str, ...], server_factory: ServerFactory
+) -> None:
+    """A ``Connection: close`` response and the FIN share one segment.
+
+    After the handshake the client receives an ACK of its request (here;
+    some kernels fold it into the reply) and then the response with the
+    FIN: two segments, where sending the FIN on its own makes three. One
+    packet fewer per connection is ~10 % of ``Connection: close``
+    throughput (README, Performance).
+    """
+    port = server_factory(edition, *args).port
+    for path in ("/", "/nope"):  # the hello page, the 404 page
+        with connect(port) as sock:
+            before = _segments_received(sock)
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode()
+            )
+            raw = read_until_close(sock)
+            segments = _segments_received(sock) - before
+        assert raw.startswith(b"HTTP/1.1 ")
+        assert b"\r\nConnection: close\r\n" in raw
+        assert segments <= 2, f"{segments} segments for {path}: the FIN went alone"
