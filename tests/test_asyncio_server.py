@@ -376,8 +376,9 @@ async def test_idle_keep_alive_closes_silently(live: LiveFactory) -> None:
 async def test_accept_waits_for_the_request(live: LiveFactory) -> None:
     """A stopping server closes the connections it takes in with nothing
     received; deferred accept means none is taken in with its request still
-    on the way. A silent client is still accepted, about a second late."""
-    server = live(keep_alive_timeout=0.2)
+    on the way. (A silent client is still accepted, about a second late, and
+    closed as idle: test_idle_keep_alive_closes_silently.)"""
+    server = live()
 
     def deferred(s: AsyncioServer) -> list[int]:
         assert s._listener is not None
@@ -392,10 +393,6 @@ async def test_accept_waits_for_the_request(live: LiveFactory) -> None:
         assert server.query(lambda s: s.open_connections) == 0
         writer.write(GET)
         assert (await asyncio.wait_for(read_response(reader), 5)).status == 200
-    async with opened(server.port) as (reader, _):
-        closed, took = await timed(at_eof(reader))
-        assert closed
-        assert 0.5 < took < 4.0, f"a silent client closed after {took:.2f} s"
 
 
 @pytest.mark.asyncio
