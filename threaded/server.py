@@ -132,7 +132,8 @@ class _Listener(socket.socket):
 
     def __init__(self, sock: socket.socket) -> None:
         family, kind, proto = sock.family, sock.type, sock.proto
-        super().__init__(family, kind, proto, sock.detach())
+        super().__init__(family, kind, proto, sock.fileno())
+        sock.detach()  # only now: if that failed, ``sock`` still owns the fd
         self.setblocking(False)
         self._family = family
         self._kind = kind
@@ -360,11 +361,7 @@ class ThreadedServer:
 
     def _refuse(self, sock: socket.socket) -> None:
         """503 to a connection beyond ``--max-connections``; best effort, no wait."""
-        try:
-            _discard_input(sock)
-            sock.send(self._busy.render(self._responder), _LAST_WORD)
-        except OSError:
-            pass
+        _send_once(sock, self._busy.render(self._responder))
         sock.close()
 
     def _park(self, client: _Client, now: float) -> None:
@@ -433,19 +430,10 @@ class ThreadedServer:
             self._selector.register(self._listener, selectors.EVENT_READ)
 
     def _reject(self, client: _Client, exchange: Exchange) -> None:
-        """Answer ``exchange`` (503, 408) without waiting on the client, and close.
-
-        The response is small and the socket non-blocking: if the client's
-        buffer cannot take it at once, the client loses it, not us a thread.
-        """
+        """Answer ``exchange`` (503, 408) without waiting on the client, and close."""
         data = exchange.render(self._responder)
-        sent = 0
         started = time.perf_counter_ns()
-        try:
-            _discard_input(client.sock)
-            sent = client.sock.send(data, _LAST_WORD)
-        except OSError:
-            pass
+        sent = _send_once(client.sock, data)
         if self._log_access:
             self._access.record(client.name(), exchange, sent, started)
         self._close(client)
@@ -692,6 +680,19 @@ def _shutdown_signals_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _send_once(sock: socket.socket, data: bytes) -> int:
+    """Drop unread input, then one ``send`` that never waits, before a close.
+
+    For the 503s and 408s: what the client's buffer cannot take at once is
+    lost to it, not a thread to us. Returns the bytes sent (0 on an error).
+    """
+    try:
+        _discard_input(sock)
+        return sock.send(data, _LAST_WORD)
+    except OSError:
+        return 0
 
 
 def _discard_input(sock: socket.socket) -> None:
