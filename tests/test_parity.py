@@ -77,13 +77,13 @@ def test_only_how_sleep_queues_differs(server_factory: ServerFactory) -> None:
     assert all(delay <= t < 1.9 * delay for t in loop_times), loop_times
 
 
+_TCPI_SEGS_IN = 140
+
+
 def _segments_received(sock: socket.socket) -> int:
     """``tcpi_segs_in`` from ``TCP_INFO`` (Linux 4.2+; its offset is ABI)."""
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
     return int(struct.unpack_from("I", info, _TCPI_SEGS_IN)[0])
-
-
-_TCPI_SEGS_IN = 140
 
 
 @pytest.mark.skipif(
