@@ -85,10 +85,21 @@ class RunningServer:
 def start_server(edition: str, *args: str, cwd: str | None = None) -> RunningServer:
     """Start ``python -m <edition> --port 0 ARGS`` and wait for its port."""
     command = [sys.executable, "-m", MODULES[edition], "--port", "0", *args]
+    return launch(edition, command, cwd=cwd)
+
+
+def launch(
+    edition: str,
+    command: list[str],
+    *,
+    cwd: str | None = None,
+    stdin: int = subprocess.DEVNULL,
+) -> RunningServer:
+    """Start ``command`` (a server that logs its port) and wait for its port."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         command,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -21,6 +21,7 @@ import signal
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -28,10 +29,18 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from conftest import ServerFactory
-from support import ResponseReader, RunningServer, connect, request
+from support import (
+    MODULES,
+    ResponseReader,
+    RunningServer,
+    connect,
+    launch,
+    request,
+)
 
 from common.resources import raise_open_file_limit
 
@@ -518,3 +527,68 @@ def test_sigterm_under_load_loses_nothing(
     assert not early, f"{report}: refused before SIGTERM: {early[:5]}"
     assert status == 0, report
     assert exited < grace, report
+
+
+# -- signals ------------------------------------------------------------------------
+
+# A thread of the server's process that does not block SIGTERM, and that takes
+# it once a line arrives on stdin: the C-level handler then runs on that
+# thread, and the main thread, asleep in epoll, gets no EINTR.
+_SIGNAL_FROM_ANOTHER_THREAD = """
+import runpy, signal, sys, threading
+
+def take_sigterm_here():
+    sys.stdin.readline()
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+threading.Thread(target=take_sigterm_here, daemon=True).start()
+runpy.run_module("{module}", run_name="__main__", alter_sys=True)
+"""
+
+
+def wait_until_asleep_in_epoll(pid: int, timeout: float = 5.0) -> None:
+    """Poll until the main thread sleeps in epoll with no timeout (bounded).
+
+    A wait with a timeout (the pool's stall check) would wake it anyway.
+    """
+    task = Path(f"/proc/{pid}/task/{pid}")
+    deadline = time.monotonic() + timeout
+    while True:
+        channel = (task / "wchan").read_text()
+        if channel == "0":
+            pytest.skip("this kernel does not show wait channels")
+        call = (task / "syscall").read_text().split()
+        # epoll_wait and epoll_pwait both take the timeout as their 4th argument.
+        if "epoll" in channel and len(call) > 4 and int(call[4], 16) == 0xFFFFFFFF:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the main thread is not asleep in epoll: {call}")
+        time.sleep(0.01)
+
+
+def test_a_signal_taken_while_the_server_sleeps_still_stops_it(edition: str) -> None:
+    """The main thread wakes for a signal it did not receive itself.
+
+    Python runs a handler in the main thread, and only when that thread runs.
+    A signal whose C handler runs elsewhere (another thread, or the main
+    thread just before it enters epoll) leaves the server asleep unless the
+    signal itself wakes it: the threaded edition's acceptor did not, and
+    once in CI never logged ``Shutting down.``.
+    """
+    code = _SIGNAL_FROM_ANOTHER_THREAD.format(module=MODULES[edition])
+    command = [sys.executable, "-c", code, "--port", "0"]
+    server = launch(edition, command, stdin=subprocess.PIPE)
+    try:
+        # Connection: close: the server closes it, and then nothing wakes
+        # its main thread once that has gone back to epoll.
+        close = "Host: localhost\r\nConnection: close\r\n"
+        assert request(server.port, headers=close).status == 200
+        wait_until_asleep_in_epoll(server.process.pid)
+        stdin = server.process.stdin
+        assert stdin is not None
+        stdin.write("now\n")
+        stdin.flush()
+        server.wait_for_log(r"Shutting down\.", timeout=5.0)
+        assert server.wait(timeout=10) == 0
+    finally:
+        server.kill()

@@ -652,6 +652,36 @@ class ThreadedServer:
                 return
             self._accept(now)
 
+    @contextlib.contextmanager
+    def signals_handled(self) -> Iterator[None]:
+        """SIGINT/SIGTERM stop this server while the block runs (main thread only).
+
+        Python runs a handler in the main thread, between two bytecodes. A
+        signal that arrives as the acceptor is about to sleep in select()
+        (or one taken by another thread) sets the flag for it, but interrupts
+        no system call: the acceptor slept on, and the handler with it (seen
+        once in CI, the server never logging ``Shutting down.``). So the
+        signal also writes a byte to the wake socket, the wake-up fd, and
+        select() returns for it: the handler then runs. The wake-up fd is a
+        duplicate of the wake socket's, closed only once it is no longer the
+        wake-up fd: the shutdown closes the server's own before this block ends.
+        """
+        wakeup = os.dup(self._wake_w.fileno())  # non-blocking, like the original
+        previous_fd: int | None = None
+        handlers: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
+        try:
+            # Raises ValueError outside the main thread, like signal.signal.
+            previous_fd = signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
+            for signum in sorted(_SHUTDOWN_SIGNALS):
+                handlers[signum] = signal.signal(signum, self._on_signal)
+            yield
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+            if previous_fd is not None:
+                signal.set_wakeup_fd(previous_fd)
+            os.close(wakeup)
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         """First SIGINT/SIGTERM: graceful shutdown. Second: exit at once."""
         self._signals += 1
@@ -722,14 +752,10 @@ def serve(options: Options, sock: socket.socket | None = None) -> int:
         print(f"error: cannot start the workers: {error}", file=sys.stderr)
         return 1
     details = f"{options.workers} workers"
-    logger.info("%s", listening_message(options, server.port, details))
-    handlers: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in sorted(_SHUTDOWN_SIGNALS):
-            handlers[signum] = signal.signal(signum, server._on_signal)
-    try:
+    on_main = threading.current_thread() is threading.main_thread()
+    # Elsewhere signals are the embedding program's business.
+    with server.signals_handled() if on_main else contextlib.nullcontext():
+        # Only now: once this line is out, a SIGTERM must find the handlers.
+        logger.info("%s", listening_message(options, server.port, details))
         server.serve_forever()
-    finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
     return 0
