@@ -17,6 +17,7 @@ import pytest
 
 from threaded import pool as pool_module
 from threaded.pool import (
+    JOIN_SLICE,
     Channel,
     ChannelClosedError,
     PoolCreationError,
@@ -249,6 +250,27 @@ def test_queued_jobs_finish_before_shutdown_returns() -> None:
     closer.join(WAIT)
     assert not closer.is_alive()
     assert sorted(finished) == list(range(8))
+
+
+def test_an_unbounded_shutdown_waits_for_a_job_of_many_join_slices() -> None:
+    """Shutdown joins in short waits (for signals); without a timeout it still
+    waits for the whole job, however many waits that takes."""
+    gate = threading.Event()
+    finished = threading.Event()
+    pool = ThreadPool(1)
+
+    def job() -> None:
+        gate.wait(WAIT)
+        finished.set()
+
+    pool.execute(job)
+    opener = threading.Timer(5 * JOIN_SLICE, gate.set)
+    opener.start()
+    try:
+        assert pool.shutdown() is True
+    finally:
+        opener.cancel()
+    assert finished.is_set()
 
 
 def test_execute_after_shutdown_is_a_clear_error() -> None:

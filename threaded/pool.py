@@ -71,6 +71,10 @@ STALL_SECONDS = 0.01
 even though one is awake (it may be waiting without having said so)."""
 
 
+JOIN_SLICE = 0.1
+"""Shutdown joins a worker in waits of at most this long (see :func:`_join`)."""
+
+
 class ChannelClosedError(RuntimeError):
     """Sending on a channel that has been closed."""
 
@@ -320,6 +324,25 @@ class Worker:
         return f"Worker(id={self.id}, alive={self.thread.is_alive()})"
 
 
+def _join(thread: threading.Thread, deadline: float | None) -> bool:
+    """Join ``thread`` by ``deadline`` (monotonic; None: no limit); True if it ended.
+
+    In slices of :data:`JOIN_SLICE`: a signal handler runs in the main thread
+    only when that thread runs Python, and a signal that lands just before the
+    join's wait begins interrupts nothing. Waking now and then bounds how long
+    such a signal (a second Ctrl-C, say) waits for its handler.
+    """
+    while True:
+        wait = JOIN_SLICE
+        if deadline is not None:
+            wait = max(0.0, min(wait, deadline - time.monotonic()))
+        thread.join(wait)
+        if not thread.is_alive():
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+
+
 class ThreadPool:
     """A fixed number of worker threads running queued jobs.
 
@@ -438,9 +461,7 @@ class ThreadPool:
                 remaining.append(worker)
                 continue
             logger.debug("Shutting down worker %d", worker.id)
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            worker.thread.join(left)
-            if worker.thread.is_alive():
+            if not _join(worker.thread, deadline):
                 remaining.append(worker)
         self._workers = remaining
         return not remaining
