@@ -576,8 +576,11 @@ class AsyncioServer:
             defer_accept(sock)
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.options.port
         self.loop_name = loop_name(loop)
-        log.info("%s", listening_message(self.options, self.port, self.loop_name))
         return self.port
+
+    def announce(self) -> None:
+        """Log the ``Listening on ...`` line that says the server is ready."""
+        log.info("%s", listening_message(self.options, self.port, self.loop_name))
 
     def _loop_error(
         self, loop: asyncio.AbstractEventLoop, context: dict[str, object]
@@ -748,6 +751,8 @@ async def _run(options: Options, sock: socket.socket | None = None) -> int:
     for signum in signals:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
+        # Only now: once this line is out, a SIGTERM must find the handlers.
+        server.announce()
         return await server.wait_stopped()
     finally:
         for signum in signals:

@@ -90,6 +90,7 @@ class LiveServer:
         self._stop = asyncio.Event()
         try:
             await self.server.start()
+            self.server.announce()  # as the program does, once it is stoppable
         except BaseException as error:
             self._error = error
             return
