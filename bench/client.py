@@ -201,19 +201,21 @@ async def fetch(
     is called once the request is handed to the socket.
     """
     start = time.perf_counter_ns()
+    sent: int | None = None
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout_at(deadline):
             reader, writer = await open_connection(endpoint)
             writer.write(request_bytes(endpoint, path, close=True))
             await writer.drain()
+            sent = time.perf_counter_ns()
             if on_sent is not None:
                 on_sent()
             response = await read_response(reader)
         # Timed here, before the finally: closing is not part of the answer.
-        return _answered(path, start, origin_ns, response)
+        return _answered(path, start, origin_ns, response, sent)
     except _FAILURES as error:
-        return _failed(path, start, origin_ns, error)
+        return _failed(path, start, origin_ns, error, sent)
     finally:
         if writer is not None:
             await close_quietly(writer)
@@ -222,15 +224,34 @@ async def fetch(
 _FAILURES = (OSError, HttpError, TimeoutError, asyncio.IncompleteReadError)
 
 
-def _failed(path: str, start: int, origin_ns: int, error: BaseException) -> Sample:
+def _failed(
+    path: str, start: int, origin_ns: int, error: BaseException, sent: int | None
+) -> Sample:
     end = time.perf_counter_ns()
-    return Sample(path, start - origin_ns, end - start, None, describe_error(error))
+    reason = describe_error(error)
+    return Sample(
+        path, start - origin_ns, end - start, None, reason, _on(sent, origin_ns)
+    )
 
 
-def _answered(path: str, start: int, origin_ns: int, response: Response) -> Sample:
+def _answered(
+    path: str, start: int, origin_ns: int, response: Response, sent: int | None
+) -> Sample:
     end = time.perf_counter_ns()
     error = None if response.status == 200 else f"status {response.status}"
-    return Sample(path, start - origin_ns, end - start, response.status, error)
+    return Sample(
+        path,
+        start - origin_ns,
+        end - start,
+        response.status,
+        error,
+        _on(sent, origin_ns),
+    )
+
+
+def _on(clock_ns: int | None, origin_ns: int) -> int | None:
+    """A ``perf_counter_ns`` reading on the run's time axis."""
+    return None if clock_ns is None else clock_ns - origin_ns
 
 
 class KeepAliveClient:
@@ -249,16 +270,18 @@ class KeepAliveClient:
         self, path: str, origin_ns: int, *, deadline: float | None = None
     ) -> Sample:
         start = time.perf_counter_ns()
+        sent: int | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 if self._writer is None or self._reader is None:
                     self._reader, self._writer = await open_connection(self._endpoint)
                 self._writer.write(request_bytes(self._endpoint, path, close=False))
+                sent = time.perf_counter_ns()
                 response = await read_response(self._reader)
         except _FAILURES as error:
             await self.close()
-            return _failed(path, start, origin_ns, error)
-        sample = _answered(path, start, origin_ns, response)
+            return _failed(path, start, origin_ns, error, sent)
+        sample = _answered(path, start, origin_ns, response, sent)
         if response.closes:
             await self.close()
         return sample

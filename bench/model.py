@@ -17,9 +17,30 @@ from dataclasses import dataclass
 
 from bench.stats import NS_PER_SECOND, Sample
 
+FIT_TOLERANCE = 0.05
+"""How close to the model a /sleep must finish to count as fitting it (5 %)."""
+
 THREADED = "threaded"
 ASYNCIO = "asyncio"
 EDITIONS = (THREADED, ASYNCIO)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFit:
+    """How the answered ``/sleep`` requests sit against the model, one by one.
+
+    The k-th to finish is compared with the model's time for rank k, timed
+    from its own send: the model starts every request at once, while a client
+    opening 1000 connections sends the last of them tens of milliseconds after
+    the first, and that delay is the client's, not the server's.
+    """
+
+    within: int
+    """Answered requests within ``tolerance`` of the model."""
+    answered: int
+    tolerance: float
+    worst: float
+    """The largest relative deviation, signed (+0.02: 2 % slower than the model)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +95,32 @@ class QueueModel:
             Sample(route, sample.start_ns, round(latency * NS_PER_SECOND), 200)
             for sample, latency in zip(measured, predicted, strict=True)
         ]
+
+    def fit(
+        self, measured: Sequence[Sample], tolerance: float = FIT_TOLERANCE
+    ) -> ModelFit | None:
+        """The answered ``/sleep`` requests against the model (see :class:`ModelFit`).
+
+        None when no request was answered after a recorded send.
+        """
+        answered = sorted(
+            (sample for sample in measured if sample.ok and sample.sent_ns is not None),
+            key=lambda sample: sample.end_ns,
+        )
+        deviations = []
+        for k, sample in enumerate(answered, start=1):
+            since_sent = sample.since_sent_ns
+            assert since_sent is not None  # filtered above
+            expected = self.sleep_latency(k)
+            deviations.append(since_sent / NS_PER_SECOND / expected - 1)
+        if not deviations:
+            return None
+        return ModelFit(
+            within=sum(abs(deviation) <= tolerance for deviation in deviations),
+            answered=len(deviations),
+            tolerance=tolerance,
+            worst=max(deviations, key=abs),
+        )
 
     def describe(self) -> str:
         """One line saying what the model assumes, for the table's footnote."""

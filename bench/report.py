@@ -69,6 +69,13 @@ def latency_table(settings: LatencySettings, runs: Sequence[EditionRun]) -> str:
         lines.append(f"{run.name}: {run.url} ({run.details}; {origin})")
         if run.model is not None:
             lines.append("  " + run.model.describe())
+        fit = run.route("/sleep").fit
+        if fit is not None:
+            lines.append(
+                f"  /sleep against the model, each timed from its send: "
+                f"{fit.within} of {fit.answered} within {fit.tolerance:.0%} "
+                f"(furthest {fit.worst:+.1%})"
+            )
         if run.skipped_hellos:
             lines.append(
                 f"  {run.skipped_hellos} GET / not sent: "
@@ -171,7 +178,7 @@ def latency_json(
 def _edition_json(run: EditionRun) -> dict[str, object]:
     routes: dict[str, object] = {}
     for result in run.routes:
-        routes[result.route] = {
+        entry: dict[str, object] = {
             "summary": result.summary.as_dict(),
             "model": None if result.model is None else result.model.as_dict(),
             "samples": [
@@ -180,10 +187,14 @@ def _edition_json(run: EditionRun) -> dict[str, object]:
                     "latency_ns": sample.latency_ns,
                     "status": sample.status,
                     "error": sample.error,
+                    "sent_ns": sample.sent_ns,
                 }
                 for sample in result.samples
             ],
         }
+        if result.route == "/sleep":
+            entry["model_fit"] = None if result.fit is None else asdict(result.fit)
+        routes[result.route] = entry
     return {
         "name": run.name,
         "url": run.url,

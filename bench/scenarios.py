@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.client import Endpoint, fetch
-from bench.model import QueueModel
+from bench.model import ModelFit, QueueModel
 from bench.stats import NS_PER_SECOND, Sample, Summary, summarise
 
 ROUTES = ("/sleep", "/")
@@ -61,6 +61,8 @@ class RouteResult:
     model_samples: tuple[Sample, ...] | None
     """The model's prediction for each of ``samples``, index by index."""
     model: Summary | None
+    fit: ModelFit | None = None
+    """For ``/sleep`` with a model: how many finished within 5 % of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,7 @@ def _route(route: str, samples: list[Sample], model: QueueModel | None) -> Route
         summary=summarise(ordered),
         model_samples=predicted,
         model=None if predicted is None else summarise(predicted),
+        fit=model.fit(ordered) if model is not None and route == "/sleep" else None,
     )
 
 

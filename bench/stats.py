@@ -33,6 +33,9 @@ class Sample:
     """The response's status code; None when no full response arrived."""
     error: str | None = None
     """Why the request failed (a status other than 200 counts too)."""
+    sent_ns: int | None = None
+    """When the request had been handed to the socket, on the same time axis
+    as ``start_ns``; None when it never was (a refused connect, say)."""
 
     @property
     def ok(self) -> bool:
@@ -41,6 +44,12 @@ class Sample:
     @property
     def end_ns(self) -> int:
         return self.start_ns + self.latency_ns
+
+    @property
+    def since_sent_ns(self) -> int | None:
+        """From the request's send to its answer: the latency without the
+        client's own connect (None when it was never sent)."""
+        return None if self.sent_ns is None else self.end_ns - self.sent_ns
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,11 @@ def test_latency_bench_against_both_editions(tmp_path: Path) -> None:
     ]
     assert [r["edition"] for r in rows[4::2]] == ["asyncio", "asyncio"]
     assert "ceil(k/2) x 0.1 s" in done.stdout
+    fits = re.findall(
+        r"/sleep against the model, each timed from its send: (\d+) of (\d+) within 5%",
+        done.stdout,
+    )
+    assert [answered for _, answered in fits] == ["4", "4"], done.stdout
 
     document = json.loads(results.read_text())
     assert document["bench"] == "latency"
@@ -121,15 +126,23 @@ def test_latency_bench_against_both_editions(tmp_path: Path) -> None:
         assert edition["url"].startswith("http://127.0.0.1:")
         assert set(edition["routes"]) == {"/sleep", "/"}
         sleep = edition["routes"]["/sleep"]
-        assert set(sleep) == {"summary", "model", "samples"}
+        assert set(sleep) == {"summary", "model", "samples", "model_fit"}
         assert sleep["summary"]["count"] == 4
         assert sleep["summary"]["errors"] == 0
         assert set(sleep["summary"]["latency_s"]) == {"p50", "p90", "p99", "max"}
+        assert sleep["model_fit"]["answered"] == 4
+        assert 0 <= sleep["model_fit"]["within"] <= 4
+        assert sleep["model_fit"]["tolerance"] == 0.05
         assert len(sleep["samples"]) == 4
         for sample in sleep["samples"]:
-            assert set(sample) == {"start_ns", "latency_ns", "status", "error"}
+            keys = {"start_ns", "latency_ns", "status", "error", "sent_ns"}
+            assert set(sample) == keys
             assert sample["status"] == 200
             assert isinstance(sample["latency_ns"], int)
+            # Sent after the connect began, answered after it was sent.
+            end = sample["start_ns"] + sample["latency_ns"]
+            assert sample["start_ns"] < sample["sent_ns"] < end
+        assert "model_fit" not in edition["routes"]["/"]
         assert edition["routes"]["/"]["summary"]["errors"] == 0
 
     threaded = editions["threaded"]["routes"]["/sleep"]["summary"]["latency_s"]
@@ -380,6 +393,25 @@ def test_model_pairs_the_kth_prediction_with_the_kth_to_finish() -> None:
     predicted = model.predict("/sleep", measured)
     assert [s.latency_ns for s in predicted] == [300 * ms, 100 * ms, 200 * ms]
     assert [s.start_ns for s in predicted] == [0, 1, 2]
+
+
+def test_the_fit_times_each_sleep_from_its_send() -> None:
+    """Two waves of two on a pool of 2, sent 50 ms late: timed from the start
+    the first wave is 50 % over the model, timed from its send it fits."""
+    model = QueueModel("threaded", 0.1, workers=2, concurrency=5)
+    ms = NS_PER_SECOND // 1000
+    measured = [
+        Sample("/sleep", 0, 151 * ms, 200, sent_ns=50 * ms),  # wave 1: 101 ms
+        Sample("/sleep", 0, 150 * ms, 200, sent_ns=50 * ms),  # wave 1: 100 ms
+        Sample("/sleep", 0, 252 * ms, 200, sent_ns=50 * ms),  # wave 2: 202 ms
+        Sample("/sleep", 0, 270 * ms, 200, sent_ns=51 * ms),  # wave 2: 219 ms, late
+        Sample("/sleep", 0, 5 * ms, None, "connection refused"),  # never sent
+    ]
+    fit = model.fit(measured)
+    assert fit is not None
+    assert (fit.within, fit.answered) == (3, 4)
+    assert fit.worst == pytest.approx(0.095)  # 219 ms for the model's 200
+    assert model.fit(measured[4:]) is None
 
 
 @pytest.mark.parametrize(
