@@ -461,22 +461,24 @@ def _run_peers(
 ) -> None:
     """The same wrk load on each installed peer, one at a time (--peers)."""
     for peer in peer_servers.PEERS:
-        with peer_servers.launched(peer, progress.phase) as running:
-            if running is None:
-                continue
-            client.run(functools.partial(_warm_up, peer.name, running.endpoint))
-            for mode in MODES:
-                load = Load(
-                    peer.name,
-                    running.endpoint,
-                    mode,
-                    connections,
-                    seconds,
-                    threads=threads,
-                )
-                progress.phase(f"{peer.name}: {mode}, {connections} connections")
-                runs.append(run_wrk(wrk, load))
-            rss[peer.name] = peer_servers.rss_mib(running.pid)
+        rounds = [(mode,) for mode in MODES] if peer.fresh_per_mode else [MODES]
+        for modes in rounds:
+            with peer_servers.launched(peer, progress.phase) as running:
+                if running is None:
+                    break
+                client.run(functools.partial(_warm_up, peer.name, running.endpoint))
+                for mode in modes:
+                    load = Load(
+                        peer.name,
+                        running.endpoint,
+                        mode,
+                        connections,
+                        seconds,
+                        threads=threads,
+                    )
+                    progress.phase(f"{peer.name}: {mode}, {connections} connections")
+                    runs.append(run_wrk(wrk, load))
+                rss[peer.name] = peer_servers.rss_mib(running.pid)
 
 
 def _load_generator(

@@ -6,15 +6,21 @@ the same wrk load as our editions in the same run, and stopped by PID. A peer
 whose package is not installed is skipped with a note (``pip install
 '.[peers]'``). Ratios are ours over the peer, per connection mode; RSS is read
 from ``/proc/PID/status`` after the load.
+
+One peer is not Python: the Rust book's own server (``rust_book.rs``), built
+with ``rustc -O`` into a temporary folder when rustc is on PATH — the yardstick
+the threaded edition's design comes from.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,17 +32,30 @@ from bench.throughput import ThroughputRun
 INSTALL_WRK = "wrk is not on PATH; install it with: apt-get install wrk"
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+BUILD_TIMEOUT = 120.0
+PEERS_FOLDER = Path(__file__).resolve().parent / "peers"
+PAGES_FOLDER = Path(__file__).resolve().parent.parent / "common" / "pages"
+_PROBE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 
 @dataclass(frozen=True, slots=True)
 class Peer:
     name: str
     needs: str
-    """The module that must be importable for this peer to run."""
+    """The module that must be importable for this peer to run (for a Rust
+    peer, the program that builds it)."""
     compare_with: str
     """Our edition it is the yardstick for."""
+    source: str | None = None
+    """A Rust file in ``bench/peers/`` built with ``rustc -O``, or None."""
+    fresh_per_mode: bool = False
+    """Started anew for each connection mode: the book's server loses a worker
+    to every connection that closes before sending a line (its ``unwrap``
+    panics), as wrk's last connections do when a run ends."""
 
-    def argv(self, port: int) -> list[str]:
+    def argv(self, port: int, program: Path | None = None) -> list[str]:
+        if program is not None:  # built from ``source``
+            return [str(program), str(port), str(PAGES_FOLDER)]
         python = sys.executable
         if self.name == "uvicorn":
             return [
@@ -61,6 +80,12 @@ PEERS = (
     Peer("aiohttp", "aiohttp", "asyncio"),
     Peer("gunicorn-gthread", "gunicorn", "threaded"),
     Peer("stdlib", "http.server", "threaded"),
+    Peer("rust-book", "rustc", "threaded", "rust_book.rs", fresh_per_mode=True),
+)
+RUST_BOOK_NOTE = (
+    "rust-book: the book's server closes every connection after one response "
+    "without a Connection: close, so wrk counts each close as a read error "
+    "and its keep-alive row is a connection per request too"
 )
 
 
@@ -72,10 +97,40 @@ class RunningPeer:
 
 
 def installed(peer: Peer) -> bool:
+    if peer.source is not None:
+        return shutil.which(peer.needs) is not None
     try:
         return importlib.util.find_spec(peer.needs) is not None
     except (ImportError, ValueError):
         return False
+
+
+def build(peer: Peer, folder: Path) -> Path:
+    """Compile a Rust peer into ``folder``; raises ``PeerBuildError``."""
+    assert peer.source is not None
+    compiler = shutil.which(peer.needs)
+    if compiler is None:
+        raise PeerBuildError(f"{peer.needs} is not on PATH")
+    program = folder / peer.name
+    command = [compiler, "-O", "--edition", "2021", "-o", str(program)]
+    try:
+        done = subprocess.run(
+            [*command, str(PEERS_FOLDER / peer.source)],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise PeerBuildError(str(error)) from None
+    if done.returncode != 0:
+        first = (done.stderr.strip().splitlines() or ["no message"])[0]
+        raise PeerBuildError(f"{peer.needs} failed: {first}")
+    return program
+
+
+class PeerBuildError(Exception):
+    """A compiled peer could not be built."""
 
 
 def _free_port() -> int:
@@ -86,11 +141,20 @@ def _free_port() -> int:
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> bool:
+    """Poll until the peer answers a ``GET /`` (bounded by START_TIMEOUT).
+
+    A whole request, not a bare connect: the book's server panics in a worker
+    on a connection that closes before its request line, and loses the worker.
+    """
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline and process.poll() is None:
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=2.0) as probe,
+        ):
+            probe.sendall(_PROBE)
+            if probe.recv(16).startswith(b"HTTP/1.1 "):
+                return True
         time.sleep(0.1)
     return False
 
@@ -114,10 +178,28 @@ def launched(
         on_event(f"{peer.name}: not installed ({peer.needs}); skipped")
         yield None
         return
+    with tempfile.TemporaryDirectory(prefix="bench-peer-") as folder:
+        program = None
+        if peer.source is not None:
+            on_event(f"{peer.name}: building {peer.source} with {peer.needs} -O")
+            try:
+                program = build(peer, Path(folder))
+            except PeerBuildError as error:
+                on_event(f"{peer.name}: cannot build it ({error}); skipped")
+                yield None
+                return
+        with _started(peer, program, on_event) as running:
+            yield running
+
+
+@contextlib.contextmanager
+def _started(
+    peer: Peer, program: Path | None, on_event: Callable[[str], None]
+) -> Iterator[RunningPeer | None]:
     port = _free_port()
     root = Path(__file__).resolve().parent.parent
     process = subprocess.Popen(
-        peer.argv(port),
+        peer.argv(port, program),
         cwd=root,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -181,6 +263,8 @@ def ratio_table(
                 f"{ours.name:<9} {ours.requests_per_second:>9.0f} {ratio:>5.2f}x "
                 f"{_ms(theirs.p99):>9} {_ms(ours.p99):>9}"
             )
+    if any(run.name == "rust-book" for run in runs):
+        lines += ["", RUST_BOOK_NOTE]
     if rss:
         lines += ["", "RSS after the load (VmRSS):"]
         lines += [

@@ -10,6 +10,7 @@ response reader, the table and the plot) is checked without a server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -26,16 +27,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support import RunningServer
+from support import RunningServer, read_until_close
 
 from bench import cli, report, servers
 from bench.client import BadTarget, Endpoint, read_response
 from bench.idle import idle_growth
 from bench.model import QueueModel
-from bench.peer_servers import ratio_table
+from bench.peer_servers import PEERS, RUST_BOOK_NOTE, launched, ratio_table
 from bench.scenarios import EditionRun, LatencySettings, RouteResult
 from bench.stats import NS_PER_SECOND, Sample, percentile, summarise
-from bench.throughput import Load, parse_wrk, wrk_command
+from bench.throughput import Load, ThroughputRun, parse_wrk, wrk_command
+from common.routes import Pages
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ("--sleep-seconds", "0.1", "--concurrency", "4", "--workers", "2")
@@ -612,3 +614,67 @@ def test_a_peer_server_explains_its_one_argument(arguments: list[str]) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("usage: python -m bench.peers.stdlib_server PORT")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("rustc") is None, reason="rustc is not on PATH")
+def test_the_rust_book_peer_is_built_and_serves_our_pages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The book's own server, built from bench/peers/rust_book.rs, answers our
+    pages, and the start-up probe (a whole request: on a bare connect a worker
+    panics and its thread ends) cost it none of its 4 workers: 4 ``/sleep``
+    sleep at once."""
+    monkeypatch.setenv("HELLO_SLEEP_SECONDS", "30")  # ended with the process
+    peer = next(peer for peer in PEERS if peer.name == "rust-book")
+    pages = Pages.load()
+    events: list[str] = []
+    with launched(peer, events.append) as running:
+        assert running is not None, events
+        port, pid = running.endpoint.port, running.pid
+        for path, status, page in [
+            ("/", 200, pages.hello),
+            ("/x", 404, pages.not_found),
+        ]:
+            with socket.create_connection(("127.0.0.1", port), 10) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                raw = read_until_close(sock)
+            assert raw.startswith(f"HTTP/1.1 {status} ".encode()), raw[:80]
+            assert raw.endswith(b"\r\n\r\n" + page)
+        sleepers = [socket.create_connection(("127.0.0.1", port), 10) for _ in range(4)]
+        try:
+            for sock in sleepers:
+                sock.sendall(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")
+            deadline = time.monotonic() + 10
+            while (asleep := _threads_asleep(pid)) < 4:
+                assert time.monotonic() < deadline, f"{asleep} workers asleep, not 4"
+                time.sleep(0.01)
+        finally:
+            for sock in sleepers:
+                sock.close()
+    assert "rust-book: building rust_book.rs with rustc -O" in events
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped and reaped
+
+
+def _threads_asleep(pid: int) -> int:
+    """Threads of ``pid`` in a timed sleep (``thread::sleep``), from /proc."""
+    count = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            count += "nanosleep" in (task / "wchan").read_text()
+    return count
+
+
+def test_the_peer_table_explains_the_rust_books_read_errors() -> None:
+    def run(name: str) -> ThroughputRun:
+        return ThroughputRun(
+            name=name, url="http://127.0.0.1:1", mode="close", client="wrk",
+            connections=50, seconds=10.0, requests=240_000, errors=240_000,
+            requests_per_second=24_000.0, p50=None, p90=None, p99=None, max=None,
+        )  # fmt: skip
+
+    table = ratio_table([run("threaded"), run("rust-book")], {})
+    assert "rust-book         close" in table
+    assert " 1.00x " in table
+    assert RUST_BOOK_NOTE in table
+    assert RUST_BOOK_NOTE not in ratio_table([run("threaded")], {})
