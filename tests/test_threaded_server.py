@@ -597,11 +597,17 @@ def test_the_listener_defers_accept_and_passes_on_nodelay() -> None:
 
 
 @contextlib.contextmanager
-def serving_in_process(*args: str) -> Iterator[ThreadedServer]:
+def serving_in_process(
+    *args: str, oneshot: bool | None = None
+) -> Iterator[ThreadedServer]:
     """A ThreadedServer on --port 0 run by a thread of this process; stopped
-    (and its thread joined) when the block ends, even on failure."""
+    (and its thread joined) when the block ends, even on failure. ``oneshot``
+    chooses how parked connections wait (None: the platform's default)."""
     options = parse_options(Edition.THREADED, ["--port", "0", "--no-access-log", *args])
-    server = ThreadedServer(options)
+    if oneshot is None:
+        server = ThreadedServer(options)
+    else:
+        server = ThreadedServer(options, oneshot=oneshot)
     runner = threading.Thread(target=server.serve_forever)
     runner.start()
     try:
@@ -628,6 +634,82 @@ def test_a_closed_connection_is_freed_without_the_cycle_collector() -> None:
             gc.enable()
     # With a cycle per connection this is several objects per connection.
     assert unreachable < connections // 2, unreachable
+
+
+PARKING = [
+    pytest.param(False, id="selector"),
+    pytest.param(
+        True,
+        id="oneshot",
+        marks=pytest.mark.skipif(not hasattr(select, "epoll"), reason="Linux's"),
+    ),
+]
+
+
+@pytest.mark.parametrize("oneshot", PARKING)
+def test_parked_connections_both_ways(oneshot: bool) -> None:
+    """Both ways of parking a connection between requests (Linux: a one-shot
+    epoll set the workers re-arm; elsewhere: the acceptor's selector) serve
+    keep-alive and pipelined requests, time out idle connections and stalled
+    heads, and leave nothing behind once every connection has closed."""
+    with serving_in_process(
+        "--workers", "2", "--keep-alive-timeout", "0.3", "--header-timeout", "0.5",
+        oneshot=oneshot,
+    ) as server:  # fmt: skip
+        with connect(server.port) as sock:
+            reader = ResponseReader(sock)
+            for _ in range(20):  # each one parked, then taken back
+                sock.sendall(get("/"))
+                assert reader.read().status == 200
+            sock.sendall(get("/") + get("/nope"))
+            assert [reader.read().status for _ in range(2)] == [200, 404]
+            started = time.monotonic()
+            assert reader.at_eof(timeout=3.0)  # idle: closed by the server
+            assert 0.25 <= time.monotonic() - started < 1.5
+        with connect(server.port) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\n")  # a head that never ends
+            assert ResponseReader(sock).read().status == 408
+        with connect(server.port) as idle:
+            reader = ResponseReader(idle)
+            idle.sendall(get("/"))
+            assert reader.read().status == 200
+            deadline = time.monotonic() + 5
+            while len(server._clients) > 1:  # the others are gone
+                assert time.monotonic() < deadline, server._clients
+                time.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while server._clients:
+            assert time.monotonic() < deadline, server._clients
+            time.sleep(0.01)
+        assert not server._by_fd  # no closed connection left in the epoll map
+        assert not server._idle
+        assert not server._partial
+
+
+@pytest.mark.parametrize("oneshot", PARKING)
+def test_shutdown_closes_parked_connections_and_answers_the_busy_one(
+    oneshot: bool,
+) -> None:
+    with (
+        serving_in_process(
+            "--workers", "2", "--sleep-seconds", "0.5", oneshot=oneshot
+        ) as server,
+        connect(server.port) as idle,
+        connect(server.port) as busy,
+    ):  # fmt: skip
+        idle_reader = ResponseReader(idle)
+        idle.sendall(get("/"))
+        assert idle_reader.read().status == 200  # then parked
+        busy.sendall(get("/sleep"))
+        deadline = time.monotonic() + 5
+        while sorted(c.parked for c in server._clients) != [False, True]:
+            assert time.monotonic() < deadline, server._clients
+            time.sleep(0.01)
+        server.request_stop()
+        response = ResponseReader(busy).read()
+        assert response.status == 200
+        assert response.header("connection") == "close"
+        assert idle_reader.at_eof()  # closed without a word: it asked nothing
 
 
 def test_in_process_server_stops_and_leaves_no_thread() -> None:
