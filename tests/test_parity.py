@@ -70,9 +70,11 @@ def test_only_how_sleep_queues_differs(server_factory: ServerFactory) -> None:
         without_date(pool_answers[0])
     }
     assert b"HTTP/1.1 200 OK\r\n" in pool_answers[0]
-    # threaded: two at ~1 x delay, two at ~2 x delay.
+    # threaded: two at ~1 x delay, two at ~2 x delay. (Each time runs from its
+    # own send, a fraction of a millisecond after the first wave began: the
+    # second wave may end a hair before 2 x delay, as seen once at 0.5998 s.)
     assert all(delay <= t < 1.9 * delay for t in pool_times[:2]), pool_times
-    assert all(2 * delay <= t < 3.5 * delay for t in pool_times[2:]), pool_times
+    assert all(1.9 * delay <= t < 3.5 * delay for t in pool_times[2:]), pool_times
     # asyncio: all four at ~1 x delay.
     assert all(delay <= t < 1.9 * delay for t in loop_times), loop_times
 
