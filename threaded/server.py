@@ -435,28 +435,37 @@ class ThreadedServer:
 
     def _park(self, client: _Client, now: float) -> None:
         """Watch a connection for its next bytes, under the right deadline."""
-        if self._oneshot is not None:
-            try:
-                self._arm(client)
-            except OSError:  # no room in the epoll set (ENOSPC, ENOMEM)
-                self._close(client)
-                return
-        else:
+        if self._oneshot is None:
             self._selector.register(client.sock, selectors.EVENT_READ, client)
-        client.parked = True
+            client.parked = True
+        elif not self._arm(client):
+            self._close(client)
+            return
         self._track(client, now)
 
-    def _arm(self, client: _Client) -> None:
-        """Watch a connection in the one-shot set: its next bytes fire once,
-        and disarm it until it is armed again. Any thread that owns it."""
+    def _arm(self, client: _Client) -> bool:
+        """Park a connection in the one-shot set: its next bytes fire once, and
+        disarm it until it is armed again. Any thread that owns it.
+
+        Marked parked first: the acceptor may take its bytes the moment it is
+        armed. False if the set has no room (ENOSPC, ENOMEM): close it then.
+        """
         assert self._oneshot is not None
+        client.parked = True
         fd = client.sock.fileno()
-        if client.watched:
-            self._oneshot.modify(fd, _ONESHOT_READ)
-        else:
-            self._by_fd[fd] = client
-            self._oneshot.register(fd, _ONESHOT_READ)
-            client.watched = True
+        try:
+            if client.watched:
+                self._oneshot.modify(fd, _ONESHOT_READ)
+            else:
+                self._by_fd[fd] = client
+                self._oneshot.register(fd, _ONESHOT_READ)
+                client.watched = True
+        except OSError:
+            client.parked = False
+            if not client.watched:
+                del self._by_fd[fd]
+            return False
+        return True
 
     def _track(self, client: _Client, now: float) -> None:
         """Give a parked connection its deadline (acceptor only)."""
@@ -485,12 +494,15 @@ class ThreadedServer:
 
     def _dispatch_ready(self) -> None:
         """The one-shot set has events: each is a parked connection with bytes."""
+        for client in self._ready_parked():
+            self._dispatch(client)
+
+    def _ready_parked(self) -> list[_Client]:
+        """The parked connections whose bytes have come, from the one-shot set."""
         assert self._oneshot is not None
         by_fd = self._by_fd
-        for fd, _ in self._oneshot.poll(0):
-            client = by_fd.get(fd)
-            if client is not None and client.parked:
-                self._dispatch(client)
+        ready = (by_fd.get(fd) for fd, _ in self._oneshot.poll(0))
+        return [client for client in ready if client is not None and client.parked]
 
     def _to_worker(self, client: _Client) -> None:
         """Queue a connection that has bytes to read, or 503 if all are busy."""
@@ -698,13 +710,8 @@ class ThreadedServer:
             stopping = self._stopping
             if not stopping:
                 if self._oneshot is not None:
-                    client.parked = True
-                    try:
-                        self._arm(client)
-                    except OSError:  # no room in the epoll set (ENOSPC, ENOMEM)
-                        client.parked = False
-                        failed = True
-                    else:
+                    failed = not self._arm(client)
+                    if not failed:
                         self._returned.append(client)
                 else:
                     self._returned.append(client)
@@ -755,8 +762,7 @@ class ThreadedServer:
         # (with Connection: close): its client sent it before we stopped.
         ready = {key.data for key, _ in selector.select(0) if key.data is not None}
         if self._oneshot is not None:
-            by_fd = self._by_fd
-            ready.update(by_fd[fd] for fd, _ in self._oneshot.poll(0) if fd in by_fd)
+            ready.update(self._ready_parked())
         for client in [*self._idle, *self._partial]:
             if client in ready:
                 self._dispatch(client)
