@@ -1,9 +1,9 @@
-"""The book's web server on an event loop: the common core, driven by asyncio.
+"""The book's web server on an event loop: the common core on ``asyncio.start_server``.
 
 ``python -m asyncio_server`` serves on 127.0.0.1:7879 (uvloop when it is
 installed); :class:`AsyncioServer` runs the same server inside a test.
 """
 
-from asyncio_server.server import AsyncioServer, HttpProtocol, main, serve
+from asyncio_server.server import AsyncioServer, main, serve
 
-__all__ = ["AsyncioServer", "HttpProtocol", "main", "serve"]
+__all__ = ["AsyncioServer", "main", "serve"]

@@ -1,43 +1,18 @@
-"""The asyncio edition: the common core driven by an event loop.
+"""The asyncio edition: the common core on ``asyncio.start_server``.
 
-Why a :class:`asyncio.Protocol` and not ``asyncio.start_server``
-----------------------------------------------------------------
-The issue asks for ``start_server`` with one coroutine per connection. We
-measured both around the same core (wrk -t1 -c50, GET /, uvloop, a quiet
-2-core machine): a streams handler served 37-38k req/s, a protocol 44-45k,
-and uvicorn (httptools + uvloop) 39-40k — streams would lose to uvicorn. A
-stream connection pays for a ``StreamReader`` buffer, a future per ``read()``
-and a coroutine switch per ``drain()``; the common core is already
-incremental, so it can take bytes straight from ``data_received``.
-The behaviour the streams version promises is kept, piece by piece:
-
-- **one coroutine per waiting request**: a request with a delay (``/sleep``)
-  becomes a task that ``await asyncio.sleep(delay)`` — the contrast with the
-  threaded edition's ``time.sleep`` — and the connection stops reading until
-  it is answered, so pipelined requests stay in order and unbuffered;
-  requests without a delay are answered inline, with no task at all;
-- **drain**: ``pause_writing`` / ``resume_writing`` are what ``drain()`` is
-  built on; while the transport's buffer is over its high-water mark we stop
-  reading (so a client that never reads cannot make us buffer its replies
-  without bound) and the write deadline runs;
-- **deadlines**: ``asyncio.timeout()`` is a ``loop.call_at`` handle that
-  cancels a task; here one ``call_at`` handle per connection closes it. The
-  handle is re-armed lazily — moving a deadline later only stores a float, and
-  the handle re-schedules itself when it fires early — so a keep-alive
-  connection under load does not create and cancel a timer per request;
-- **fairness**: a coroutine yields at each ``await``; inline answering yields
-  after ``BATCH`` pipelined requests, so one client cannot hold the loop;
-- **close then wait**: the transport's ``close()`` flushes and then calls
-  ``connection_lost``, where the connection leaves our own set; shutdown waits
-  on that set, never on ``Server.wait_closed()`` alone (it returns at once on
-  3.11 and waits for every connection from 3.12.1 on).
+The book notes that an async runtime solves the pool's problem another way:
+one ``async def handle_connection(reader, writer)`` per connection, reading
+like the threaded edition's, with ``await`` where a worker blocks — above
+all ``await asyncio.sleep(delay)`` for ``/sleep``, where a worker holds its
+thread in ``time.sleep``. While one connection waits, the loop serves the
+others. Deadlines live in :mod:`asyncio_server.deadline`, the loop choice in
+:mod:`asyncio_server.loops`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import math
 import select
@@ -45,11 +20,12 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
-from typing import cast
+from dataclasses import dataclass
 
+from asyncio_server.deadline import Deadline
+from asyncio_server.loops import LoopUnavailable, loop_factory, loop_name
 from common.budget import RequestBudget
-from common.cli import Edition, LoopChoice, Options, parse_options
+from common.cli import Edition, Options, parse_options
 from common.connection import Exchange, ExchangeCache, HttpConnection
 from common.errors import RequestTimeout, ServiceUnavailable
 from common.listener import BACKLOG, defer_accept
@@ -59,446 +35,31 @@ from common.response import Responder
 from common.routes import Pages, Router
 from common.supervisor import supervise
 
+__all__ = ["AsyncioServer", "LoopUnavailable", "loop_factory", "main", "serve"]
+
 log = logging.getLogger("hello.asyncio")
 
+READ_SIZE = 65536
+"""The most one read takes from a connection (bytes)."""
 BATCH = 32
-"""Pipelined requests answered in one callback before the loop serves others."""
+"""Pipelined requests answered before the loop serves other connections."""
 REJECT_LINGER = 1.0
 """How long a connection refused with 503 may keep its socket (seconds)."""
-_EARLY = 0.001
-"""A timer that fires less than this before its deadline counts as on time
-(libuv's timers have millisecond resolution)."""
-
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
-class LoopUnavailable(Exception):
-    """``--loop uvloop`` was asked for, but uvloop does not import."""
+@dataclass(eq=False, slots=True)
+class Client:
+    """What the server tracks of one live connection (for shutdown and counts)."""
 
-
-def loop_factory(choice: LoopChoice) -> LoopFactory:
-    """The event-loop constructor for ``--loop``: auto prefers uvloop."""
-    if choice is LoopChoice.ASYNCIO:
-        return asyncio.new_event_loop
-    try:
-        import uvloop  # noqa: PLC0415 - optional dependency, imported on demand
-    except ImportError:
-        if choice is LoopChoice.UVLOOP:
-            raise LoopUnavailable(
-                "--loop uvloop: uvloop is not installed (pip install uvloop)"
-            ) from None
-        return asyncio.new_event_loop
-    factory: LoopFactory = uvloop.new_event_loop
-    return factory
-
-
-def loop_name(loop: asyncio.AbstractEventLoop) -> str:
-    """``uvloop`` or ``asyncio``: which loop is really running."""
-    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
-
-
-class _Phase(enum.Enum):
-    """What a connection is doing, and so which deadline applies to it."""
-
-    IDLE = enum.auto()  # between requests: --keep-alive-timeout, then close silently
-    HEAD = enum.auto()  # part of a request is here: --header-timeout, then 408
-    ACTIVE = enum.auto()  # answering a request right now: no deadline
-    SLEEPING = enum.auto()  # awaiting a reply's delay (/sleep): no deadline
-    WRITING = enum.auto()  # the client is not reading: --write-timeout, then abort
-    CLOSING = enum.auto()  # flushing before close: --write-timeout, then abort
-
-
-class HttpProtocol(asyncio.Protocol):
-    """One client connection: bytes from the transport into the common core,
-    replies back, and the connection's single deadline."""
-
-    __slots__ = (
-        "_busy",
-        "_client",
-        "_conn",
-        "_deadline",
-        "_eof",
-        "_logged",
-        "_loop",
-        "_must_close",
-        "_paused",
-        "_phase",
-        "_reading",
-        "_server",
-        "_task",
-        "_timer",
-        "_timer_when",
-        "_transport",
-        "admitted",
-    )
-
-    def __init__(self, server: AsyncioServer, loop: asyncio.AbstractEventLoop):
-        self._server = server
-        self._loop = loop
-        self._conn = HttpConnection(server.router, server.limits, server.cache)
-        self._transport: asyncio.Transport | None = None
-        self._client = "-"
-        self._logged = server.access_log.enabled  # no logging work when off
-        self.admitted = False
-        """Counted against --max-connections (refused ones are not)."""
-        self._phase = _Phase.IDLE
-        self._deadline = math.inf
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when = math.inf
-        self._busy = False  # a delay or a batch break is pending: answer nothing
-        self._paused = False  # the transport asked us to stop writing
-        self._reading = True
-        self._eof = False
-        self._must_close = False  # the last reply said Connection: close
-        self._task: asyncio.Task[None] | None = None
-
-    # -- asyncio.Protocol callbacks -------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, only alike.
-        transport = cast(asyncio.Transport, transport)
-        self._transport = transport
-        # TCP_NODELAY (one write per response is only half of avoiding
-        # Nagle's delay): both loops set it on every TCP transport, so no
-        # setsockopt of ours (a test checks that they do).
-        server = self._server
-        if self._logged:
-            self._client = _client_name(transport.get_extra_info("peername"))
-        self.admitted = server.admit(self)
-        if not self.admitted:
-            self._reject()
-        elif server.stopping and not _has_input(transport):
-            self._close()  # accepted just as the listener closed: it is idle
-        else:  # (stopping with a request waiting: answer it, then close)
-            self._arm(
-                _Phase.IDLE, self._loop.time() + server.options.keep_alive_timeout
-            )
-
-    def data_received(self, data: bytes) -> None:
-        if not self.admitted:
-            return  # refused with 503: whatever the client sends is discarded
-        self._conn.receive(data)
-        if not (self._busy or self._paused):
-            self._process()
-
-    def eof_received(self) -> bool:
-        if not self.admitted:
-            return False  # the transport closes itself
-        self._eof = True
-        self._conn.receive(b"")
-        if not (self._busy or self._paused):
-            self._process()
-        return True  # keep the write side open: replies may still be owed
-
-    def pause_writing(self) -> None:
-        self._paused = True
-        self._set_reading(False)
-        if self._phase is not _Phase.CLOSING:
-            self._arm(
-                _Phase.WRITING, self._loop.time() + self._server.options.write_timeout
-            )
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        if self._busy:  # a delay or a batch break: it carries on by itself
-            self._disarm(_Phase.SLEEPING if self._task else _Phase.ACTIVE)
-            return
-        self._disarm(_Phase.ACTIVE)
-        self._carry_on()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        # A reset or a broken pipe is the client's business: no traceback.
-        if exc is not None and log.isEnabledFor(logging.DEBUG):
-            log.debug("%s: connection lost: %s", self._client, exc)
-        self._deadline = math.inf
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        self._server.forget(self)
-
-    # -- answering -------------------------------------------------------------
-
-    def _process(self) -> None:
-        """Answer the complete requests buffered, in order, until one must wait.
-
-        At most ``BATCH`` per callback: a client pipelining thousands of
-        requests then yields the loop to everyone else between batches.
-        """
-        conn = self._conn
-        transport = self._transport
-        assert transport is not None
-        left = BATCH
-        # is_closing(): a write can fail (client reset) and close the transport.
-        while not self._paused and not transport.is_closing():
-            if not left:
-                self._pause_for(_Phase.ACTIVE)
-                self._loop.call_soon(self._carry_on)
-                return
-            exchange = conn.next_exchange()
-            if exchange is None:
-                break
-            self._phase = _Phase.ACTIVE  # the next request's head deadline restarts
-            if exchange.reply.delay > 0:
-                self._sleep(exchange)
-                return
-            self._send(exchange, time.perf_counter_ns() if self._logged else 0)
-            if self._must_close:
-                break
-            left -= 1
-        self._settle()
-
-    def _carry_on(self) -> None:
-        """Resume after a batch, a delay or a paused write: read and answer again."""
-        self._busy = False
-        transport = self._transport
-        if transport is None or transport.is_closing() or self._paused:
-            return  # resume_writing carries on
-        self._set_reading(True)
-        self._process()
-
-    def _pause_for(self, phase: _Phase) -> None:
-        """Someone else calls :meth:`_carry_on` later: read and answer nothing."""
-        self._busy = True
-        self._set_reading(False)
-        self._disarm(phase)
-
-    def _sleep(self, exchange: Exchange) -> None:
-        """Hand a delayed reply to a task; read nothing more until it is sent."""
-        self._pause_for(_Phase.SLEEPING)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "%s: %r sleeps %.3g s",
-                self._client,
-                exchange.request_line,
-                exchange.reply.delay,
-            )
-        self._task = self._loop.create_task(self._answer_later(exchange))
-
-    async def _answer_later(self, exchange: Exchange) -> None:
-        started = time.perf_counter_ns() if self._logged else 0
-        # The asyncio edition's whole point: the loop serves others meanwhile.
-        await asyncio.sleep(exchange.reply.delay)
-        self._task = None
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        self._send(exchange, started)
-        self._carry_on()
-
-    def _send(self, exchange: Exchange, started: int) -> None:
-        """Write one reply in one piece (head and body: no Nagle stall)."""
-        transport = self._transport
-        assert transport is not None
-        server = self._server
-        last = server.spend_budget()
-        closing = last or server.stopping
-        data = exchange.render(server.responder, closing=closing)
-        if closing or not exchange.keep_alive:
-            self._must_close = True
-            _hold_for_close(transport)
-        transport.write(data)
-        if started:
-            server.access_log.record(self._client, exchange, len(data), started)
-        if last:
-            server.begin_shutdown()
-
-    def _settle(self) -> None:
-        """Nothing left to answer now: close, or choose the deadline to wait under."""
-        transport = self._transport
-        if transport is None or transport.is_closing() or self._paused:
-            return  # pause_writing armed the write deadline
-        conn = self._conn
-        if conn.closed or self._must_close or self._eof:
-            self._close()
-        elif self._server.stopping:
-            self._close()  # idle, or a head still incomplete at shutdown
-        elif conn.mid_request:
-            if self._phase is not _Phase.HEAD:  # absolute: from the first byte
-                self._arm(
-                    _Phase.HEAD,
-                    self._loop.time() + self._server.options.header_timeout,
-                )
-        else:
-            self._arm(
-                _Phase.IDLE,
-                self._loop.time() + self._server.options.keep_alive_timeout,
-            )
-
-    def _reject(self) -> None:
-        """Over --max-connections: 503 at once, then a short lingering close.
-
-        Half-closing first (FIN, then discard what arrives) rather than
-        closing at once keeps the client's request, if it is already on its
-        way, from turning our 503 into a connection reset.
-        """
-        transport = self._transport
-        assert transport is not None
-        exchange = self._conn.fail(ServiceUnavailable())
-        self._must_close = True
-        data = exchange.render(self._server.responder, closing=True)
-        transport.write(data)
-        if self._logged:
-            self._server.access_log.record(
-                self._client, exchange, len(data), time.perf_counter_ns()
-            )
-        if transport.can_write_eof():
-            transport.write_eof()
-        else:  # pragma: no cover - TCP transports can always half-close
-            transport.close()
-        linger = min(REJECT_LINGER, self._server.options.write_timeout)
-        self._arm(_Phase.CLOSING, self._loop.time() + linger)
-
-    def _close(self) -> None:
-        """Flush and close; a client that will not take the flush is aborted."""
-        transport = self._transport
-        assert transport is not None
-        self._set_reading(False)
-        transport.close()
-        self._arm(
-            _Phase.CLOSING, self._loop.time() + self._server.options.write_timeout
-        )
-
-    # -- the server's requests ------------------------------------------------
-
-    def shutdown(self) -> None:
-        """The server is stopping: a connection with no request received (idle,
-        or half a head) closes now; one with a request closes after answering
-        it, with ``Connection: close``. Bytes already on the socket but not yet
-        delivered to :meth:`data_received` count as received: closing now
-        would lose a request the client sent before the listener closed."""
-        transport = self._transport
-        waiting = self._phase is _Phase.IDLE or self._phase is _Phase.HEAD
-        if (
-            waiting
-            and transport is not None
-            and not transport.is_closing()
-            and not _has_input(transport)
-        ):
-            self._close()
-
-    def abort(self) -> None:
-        """Drop the connection now, whatever it was doing."""
-        if self._transport is not None:
-            self._transport.abort()
-
-    @property
-    def sleeping(self) -> bool:
-        """Waiting out a reply's delay (``/sleep``)."""
-        return self._task is not None
-
-    @property
-    def write_backlog(self) -> int:
-        """Reply bytes the transport holds that the client has not taken."""
-        transport = self._transport
-        return 0 if transport is None else transport.get_write_buffer_size()
-
-    # -- deadlines ---------------------------------------------------------------
-
-    def _arm(self, phase: _Phase, deadline: float) -> None:
-        """Enter ``phase`` with its deadline; re-schedule only to fire sooner."""
-        self._phase = phase
-        self._deadline = deadline
-        if deadline < self._timer_when or self._timer is None:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-            self._timer_when = deadline
-
-    def _disarm(self, phase: _Phase) -> None:
-        """Enter a phase without a deadline; a pending handle just lapses."""
-        self._phase = phase
-        self._deadline = math.inf
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_when = math.inf
-        deadline = self._deadline
-        if deadline == math.inf:
-            return
-        if self._loop.time() + _EARLY < deadline:  # the deadline moved later
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-            self._timer_when = deadline
-            return
-        self._deadline = math.inf
-        transport = self._transport
-        assert transport is not None
-        phase = self._phase
-        if phase is _Phase.WRITING or phase is _Phase.CLOSING:
-            log.debug("%s: not reading our replies; dropping it", self._client)
-            transport.abort()
-        elif transport.is_closing():
-            return  # failed already; connection_lost is on its way
-        elif phase is _Phase.IDLE:
-            log.debug("%s: idle for too long; closing", self._client)
-            self._close()
-        elif phase is _Phase.HEAD:
-            log.debug("%s: request head too slow; 408", self._client)
-            exchange = self._conn.fail(RequestTimeout())
-            started = time.perf_counter_ns() if self._logged else 0
-            self._send(exchange, started)
-            self._close()
-
-    # -- small helpers -------------------------------------------------------------
-
-    def _set_reading(self, wanted: bool) -> None:
-        transport = self._transport
-        if wanted is self._reading or transport is None or transport.is_closing():
-            return
-        self._reading = wanted
-        if wanted:
-            transport.resume_reading()
-        else:
-            transport.pause_reading()
-
-
-def _client_name(peer: object) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = peer[0], peer[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return "-"
-
-
-def _readable(fileobj: object) -> bool:
-    """Bytes (or an EOF, or a pending connection) wait on it, right now.
-
-    ``poll``, not ``select``: descriptors past 1023 are common here.
-    """
-    try:
-        poller = select.poll()
-        poller.register(fileobj, select.POLLIN)  # type: ignore[arg-type]
-        return bool(poller.poll(0))
-    except (OSError, ValueError, TypeError):  # closed, or no descriptor
-        return False
-
-
-_CORK = getattr(socket, "TCP_CORK", None)
-
-
-def _hold_for_close(transport: asyncio.BaseTransport) -> None:
-    """Let the last reply before a close leave with the FIN, in one segment (Linux).
-
-    With ``TCP_CORK`` the kernel holds a partial segment until the socket
-    is closed, which sends it with its FIN: one packet fewer per
-    ``Connection: close`` response, about 6 us less server CPU per request
-    (+8 % req/s), for one ``setsockopt``. The threaded edition passes
-    ``MSG_MORE`` to its last ``send`` instead; a transport takes no flags.
-    """
-    sock = transport.get_extra_info("socket")
-    if sock is not None and _CORK is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
-
-
-def _has_input(transport: asyncio.BaseTransport) -> bool:
-    """Has the client sent bytes the loop has not yet handed to the protocol?"""
-    sock = transport.get_extra_info("socket")
-    return sock is not None and _readable(sock)
+    writer: asyncio.StreamWriter
+    deadline: Deadline
+    name: str
+    admitted: bool
+    """Counted against --max-connections (refused ones are not)."""
+    waiting: bool = True
+    """Waiting for a request (or the rest of its head): shutdown may close it."""
+    sleeping: bool = False
+    """Waiting out a reply's delay (``/sleep``)."""
 
 
 class AsyncioServer:
@@ -527,8 +88,7 @@ class AsyncioServer:
         self.loop_name = ""
         self.stopping = False
         self._budget = RequestBudget(options.max_requests)
-        self._budgeted = options.max_requests is not None
-        self._connections: set[HttpProtocol] = set()
+        self._clients: set[Client] = set()
         self._admitted = 0
         self._listener: asyncio.Server | None = None
         self._emptied: asyncio.Future[None] | None = None
@@ -539,17 +99,201 @@ class AsyncioServer:
     @property
     def open_connections(self) -> int:
         """Connections accepted and not yet closed (refused ones included)."""
-        return len(self._connections)
+        return len(self._clients)
 
     @property
     def sleeping(self) -> int:
         """Requests waiting out a delay right now (``/sleep``)."""
-        return sum(1 for connection in self._connections if connection.sleeping)
+        return sum(1 for client in self._clients if client.sleeping)
 
     @property
     def write_backlog(self) -> int:
         """The largest unsent reply backlog of any one connection (bytes)."""
-        return max((c.write_backlog for c in self._connections), default=0)
+        return max(
+            (c.writer.transport.get_write_buffer_size() for c in self._clients),
+            default=0,
+        )
+
+    @property
+    def listening_sockets(self) -> list[socket.socket]:
+        """The sockets the server accepts on (empty once it has stopped)."""
+        return [] if self._listener is None else list(self._listener.sockets)
+
+    def connection_sockets(self) -> list[socket.socket]:
+        """The sockets of the connections open now (uvloop's are look-alikes)."""
+        found = (c.writer.get_extra_info("socket") for c in self._clients)
+        return [sock for sock in found if sock is not None]
+
+    # -- the book's handle_connection -------------------------------------------
+
+    async def handle_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Serve one connection: read, let the core parse, answer, until it closes."""
+        client = self._admit(writer)
+        try:
+            if client.admitted:
+                await self._converse(client, reader)
+            else:
+                await self._refuse(client, reader)
+        except OSError as error:  # a reset or a broken pipe: the client's business
+            log.debug("%s: connection lost: %s", client.name, error)
+        except asyncio.CancelledError:
+            # The loop is closing (a second signal): drop the connection and
+            # end quietly; 3.11's start_server logs a cancelled handler as an error.
+            writer.transport.abort()
+        finally:
+            await self._close(client)
+            self._forget(client)
+
+    async def _converse(self, client: Client, reader: asyncio.StreamReader) -> None:
+        conn = HttpConnection(self.router, self.limits, self.cache)
+        head_by = math.inf  # a head must be complete by then, from its first byte
+        while True:
+            now = asyncio.get_running_loop().time()
+            if conn.mid_request:
+                head_by = min(head_by, now + self.options.header_timeout)
+                until = head_by
+            else:
+                head_by = math.inf
+                until = now + self.options.keep_alive_timeout
+            client.waiting = True
+            data = await self._receive(client, reader, until)
+            client.waiting = False
+            if data is None:  # the deadline passed, or the server is stopping
+                if conn.mid_request and not self.stopping:
+                    await self._send(client, conn.fail(RequestTimeout()), _now(client))
+                return
+            conn.receive(data)  # b"": the client has finished sending
+            if not await self._answer(client, conn) or not data:
+                return
+
+    async def _answer(self, client: Client, conn: HttpConnection) -> bool:
+        """Answer every complete request received, in order; False to close."""
+        answered = 0
+        while (exchange := conn.next_exchange()) is not None:
+            started = _now(client)
+            if exchange.reply.delay > 0:
+                log.debug(
+                    "%s: %r sleeps %.3g s",
+                    client.name,
+                    exchange.request_line,
+                    exchange.reply.delay,
+                )
+                client.sleeping = True
+                # Where the threaded edition's worker blocks, this one awaits.
+                await asyncio.sleep(exchange.reply.delay)
+                client.sleeping = False
+            if not await self._send(client, exchange, started):
+                return False
+            answered += 1
+            if answered % BATCH == 0:
+                await asyncio.sleep(0)  # one pipelining client cannot hold the loop
+        return not conn.closed
+
+    async def _receive(
+        self, client: Client, reader: asyncio.StreamReader, until: float
+    ) -> bytes | None:
+        """The next bytes, or None once ``until`` has passed.
+
+        A stopping server closes a connection that is waiting for a request,
+        but not before taking what had already arrived: a request the client
+        sent before the listener closed is answered.
+        """
+        loop = asyncio.get_running_loop()
+        for _ in range(2):  # once more when the shutdown ended the first wait
+            if self.stopping and not _has_input(client.writer):
+                until = min(until, loop.time())  # only what the loop has read
+            try:
+                return await client.deadline.wait(reader.read(READ_SIZE), until)
+            except TimeoutError:
+                if not self.stopping:
+                    return None
+        return None
+
+    async def _send(self, client: Client, exchange: Exchange, started: int) -> bool:
+        """Write one reply in one piece (head and body: no Nagle stall), then
+        wait while the client is behind; False when the connection must close."""
+        writer = client.writer
+        if writer.is_closing():
+            return False
+        last = self._budget.spend()
+        closing = last or self.stopping or not exchange.keep_alive
+        data = exchange.render(self.responder, closing=closing)
+        if closing:
+            _hold_for_close(writer)
+        writer.write(data)
+        if started:
+            self.access_log.record(client.name, exchange, len(data), started)
+        if last:
+            self.begin_shutdown()
+        # Flow control: a client that does not read cannot make us buffer
+        # replies without bound, and reading waits until this returns.
+        if writer.transport.get_write_buffer_size():
+            until = asyncio.get_running_loop().time() + self.options.write_timeout
+            try:
+                await client.deadline.wait(writer.drain(), until)
+            except TimeoutError:
+                log.debug("%s: not reading our replies; dropping it", client.name)
+                writer.transport.abort()
+                return False
+        return not closing
+
+    async def _refuse(self, client: Client, reader: asyncio.StreamReader) -> None:
+        """Over --max-connections: 503 at once, then a short lingering close.
+
+        Half-closing first (FIN, then discard what arrives) rather than
+        closing at once keeps the client's request, if it is already on its
+        way, from turning our 503 into a connection reset.
+        """
+        exchange = Exchange.failure(ServiceUnavailable())
+        data = exchange.render(self.responder, closing=True)
+        client.writer.write(data)
+        self.access_log.record(client.name, exchange, len(data), _now(client))
+        client.writer.write_eof()
+        linger = min(REJECT_LINGER, self.options.write_timeout)
+        until = asyncio.get_running_loop().time() + linger
+        with contextlib.suppress(TimeoutError):
+            while await client.deadline.wait(reader.read(READ_SIZE), until):
+                pass  # discarded
+
+    async def _close(self, client: Client) -> None:
+        """Flush and close; a client that will not take the flush is aborted."""
+        writer = client.writer
+        writer.close()
+        until = asyncio.get_running_loop().time() + self.options.write_timeout
+        try:
+            await client.deadline.wait(writer.wait_closed(), until)
+        except TimeoutError:
+            writer.transport.abort()
+        except OSError:
+            pass  # it went away by itself
+        except asyncio.CancelledError:
+            writer.transport.abort()
+            raise
+        finally:
+            client.deadline.cancel()
+
+    # -- connections ---------------------------------------------------------------
+
+    def _admit(self, writer: asyncio.StreamWriter) -> Client:
+        """Track a new connection; not admitted when it is one too many (503)."""
+        admitted = self._admitted < self.options.max_connections
+        self._admitted += admitted
+        name = "-"
+        if self.access_log.enabled:
+            name = _client_name(writer.get_extra_info("peername"))
+        client = Client(writer, Deadline(), name, admitted)
+        self._clients.add(client)
+        return client
+
+    def _forget(self, client: Client) -> None:
+        self._clients.discard(client)
+        self._admitted -= client.admitted
+        if not self._clients and self._emptied and not self._emptied.done():
+            self._emptied.set_result(None)
+
+    # -- starting and stopping -----------------------------------------------------
 
     async def start(self) -> int:
         """Listen; return the real port (useful with port 0)."""
@@ -558,12 +302,12 @@ class AsyncioServer:
         if loop.get_exception_handler() is None:
             loop.set_exception_handler(self._loop_error)
         if self._sock is not None:  # inherited from the --processes supervisor
-            self._listener = await loop.create_server(
-                lambda: HttpProtocol(self, loop), sock=self._sock, backlog=BACKLOG
+            self._listener = await asyncio.start_server(
+                self.handle_connection, sock=self._sock, backlog=BACKLOG
             )
         else:
-            self._listener = await loop.create_server(
-                lambda: HttpProtocol(self, loop),
+            self._listener = await asyncio.start_server(
+                self.handle_connection,
                 self.options.host,
                 self.options.port,
                 backlog=BACKLOG,
@@ -587,10 +331,9 @@ class AsyncioServer:
     ) -> None:
         """Log running out of descriptors in accept() once a spell, not 1024 times.
 
-        uvloop (libuv) never gets here: it accepts into a reserved descriptor
-        and closes the connection at once. The stdlib loop reports EMFILE and
-        retries a second later, but (gh-151615, fixed in newer Pythons) it
-        reports it once for every slot of the backlog, every time.
+        uvloop never gets here: it accepts into a reserved descriptor and
+        closes the connection at once. The stdlib loop reports EMFILE once
+        for every slot of the backlog, every time it retries (gh-151615).
         """
         if context.get("message") != "socket.accept() out of system resource":
             loop.default_exception_handler(context)
@@ -602,30 +345,6 @@ class AsyncioServer:
                 context.get("exception"),
             )
         self._quiet_until = now + 2.5  # the spell lasts while retries keep failing
-
-    # -- connections ---------------------------------------------------------------
-
-    def admit(self, connection: HttpProtocol) -> bool:
-        """Track a new connection; False when it is one too many (503)."""
-        self._connections.add(connection)
-        if self._admitted >= self.options.max_connections:
-            return False
-        self._admitted += 1
-        return True
-
-    def forget(self, connection: HttpProtocol) -> None:
-        if connection in self._connections:
-            self._connections.discard(connection)
-            if connection.admitted:
-                self._admitted -= 1
-        if not self._connections and self._emptied and not self._emptied.done():
-            self._emptied.set_result(None)
-
-    def spend_budget(self) -> bool:
-        """Count one response; True for the one that reaches --max-requests."""
-        return self._budgeted and self._budget.spend()
-
-    # -- stopping ------------------------------------------------------------------
 
     def begin_shutdown(self) -> None:
         """Stop gracefully (idempotent): see :meth:`_drain`."""
@@ -652,12 +371,12 @@ class AsyncioServer:
         self.stopping = True
         if self._listener is not None:
             self._listener.close()
-        for connection in list(self._connections):
-            connection.abort()
+        for client in list(self._clients):
+            client.writer.transport.abort()
         self._finish(status)
 
     async def _drain(self) -> None:
-        """Stop accepting, close idle connections, let answered ones finish.
+        """Stop accepting, close waiting connections, let answered ones finish.
 
         Every request already received is answered (with ``Connection:
         close``), sleeping ones included, for up to --shutdown-timeout; then
@@ -666,15 +385,18 @@ class AsyncioServer:
         assert self._listener is not None
         await self._accept_backlog()
         self._listener.close()
-        for connection in list(self._connections):
-            connection.shutdown()
+        for client in list(self._clients):
+            # Bytes on the socket that the loop has not read yet count as a
+            # request received: that connection reads them and answers.
+            if client.waiting and not _has_input(client.writer):
+                client.deadline.expire()
         if not await self._wait_empty(self.options.shutdown_timeout):
             log.warning(
                 "Requests still running after %.1f s; exiting anyway.",
                 self.options.shutdown_timeout,
             )
-            for connection in list(self._connections):
-                connection.abort()
+            for client in list(self._clients):
+                client.writer.transport.abort()
         await self.close()
         self._finish(0)
 
@@ -683,7 +405,7 @@ class AsyncioServer:
 
         ``Server.wait_closed()`` returns at once on 3.11 but waits for every
         connection from 3.12.1 on, so it is awaited only when our own set
-        says that they have all gone through ``connection_lost``.
+        says that they have all gone.
         """
         if self._listener is None:
             return
@@ -706,7 +428,7 @@ class AsyncioServer:
             await asyncio.sleep(0)
 
     async def _wait_empty(self, timeout: float) -> bool:
-        if not self._connections:
+        if not self._clients:
             return True
         self._emptied = asyncio.get_running_loop().create_future()
         try:
@@ -719,6 +441,57 @@ class AsyncioServer:
     def _finish(self, status: int) -> None:
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(status)
+
+
+# -- small helpers -----------------------------------------------------------------
+
+
+def _now(client: Client) -> int:
+    """The start of an exchange for the access log (0: not logging, no clock)."""
+    return time.perf_counter_ns() if client.name != "-" else 0
+
+
+def _client_name(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return "-"
+
+
+def _readable(fileobj: object) -> bool:
+    """Bytes (or an EOF, or a pending connection) wait on it, right now.
+
+    ``poll``, not ``select``: descriptors past 1023 are common here.
+    """
+    try:
+        poller = select.poll()
+        poller.register(fileobj, select.POLLIN)  # type: ignore[arg-type]
+        return bool(poller.poll(0))
+    except (OSError, ValueError, TypeError):  # closed, or no descriptor
+        return False
+
+
+def _has_input(writer: asyncio.StreamWriter) -> bool:
+    """Has the client sent bytes the loop has not yet read?"""
+    sock = writer.get_extra_info("socket")
+    return sock is not None and _readable(sock)
+
+
+_CORK = getattr(socket, "TCP_CORK", None)
+
+
+def _hold_for_close(writer: asyncio.StreamWriter) -> None:
+    """Let the last reply before a close leave with the FIN, in one segment (Linux).
+
+    With ``TCP_CORK`` the kernel holds a partial segment until the socket is
+    closed, which sends it with its FIN: one packet fewer per ``Connection:
+    close`` response. The threaded edition passes ``MSG_MORE`` to its last
+    ``send`` instead; a transport takes no flags.
+    """
+    sock = writer.get_extra_info("socket")
+    if sock is not None and _CORK is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
 
 
 # -- the program ---------------------------------------------------------------------

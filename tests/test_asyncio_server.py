@@ -382,10 +382,9 @@ async def test_accept_waits_for_the_request(live: LiveFactory) -> None:
     server = live()
 
     def deferred(s: AsyncioServer) -> list[int]:
-        assert s._listener is not None
         option = socket.TCP_DEFER_ACCEPT
         return [
-            sock.getsockopt(socket.IPPROTO_TCP, option) for sock in s._listener.sockets
+            sock.getsockopt(socket.IPPROTO_TCP, option) for sock in s.listening_sockets
         ]
 
     assert all(seconds > 0 for seconds in server.query(deferred))
@@ -402,12 +401,10 @@ async def test_the_loop_sets_nodelay_on_every_connection(live: LiveFactory) -> N
     server = live()
 
     def nodelay(s: AsyncioServer) -> list[int]:
-        options = []
-        for connection in s._connections:
-            assert connection._transport is not None
-            sock = connection._transport.get_extra_info("socket")
-            options.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-        return options
+        return [
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            for sock in s.connection_sockets()
+        ]
 
     async with opened(server.port) as (reader, writer):
         writer.write(GET)

@@ -1,0 +1,85 @@
+"""One connection's deadline: what ``asyncio.timeout`` does, kept per connection.
+
+``asyncio.timeout_at(when)`` around each read would make (and cancel) a
+timer for every request of a keep-alive connection. A :class:`Deadline`
+keeps one timer for the connection's whole life: moving the deadline later
+only stores a number, and the timer, if it fires early, re-arms itself for
+the new time. When the deadline really passes, it cancels the connection's
+task — as ``asyncio.timeout`` does — but only while the task waits inside
+:meth:`Deadline.wait`, which turns that cancellation into ``TimeoutError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+EARLY = 0.001
+"""A timer this close to its deadline counts as on time (libuv counts in ms)."""
+
+
+class Deadline:
+    """A deadline for one task's waits, on one timer of the loop's."""
+
+    __slots__ = ("_armed_for", "_fired", "_loop", "_task", "_timer", "_when")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None, "a Deadline belongs to a task"
+        self._task = task
+        self._when = math.inf  # the deadline of the wait in progress, if any
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_for = math.inf  # when the timer is due
+        self._fired = False  # we cancelled the task: its wait raises TimeoutError
+
+    async def wait(self, awaitable: Awaitable[T], until: float) -> T:
+        """``await awaitable``, or ``TimeoutError`` once the clock reaches ``until``."""
+        self._set(until)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if not self._fired:
+                raise  # cancelled by someone else: not ours to swallow
+            self._fired = False
+            if self._task.uncancel() > 0:
+                raise  # also cancelled by someone else meanwhile
+            raise TimeoutError from None
+        finally:
+            self._when = math.inf  # outside a wait, nothing is due
+
+    def expire(self) -> None:
+        """End the wait in progress now (if any): the server is stopping."""
+        if self._when != math.inf:
+            self._set(self._loop.time())
+
+    def cancel(self) -> None:
+        """The connection is over: drop the timer."""
+        self._when = math.inf
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _set(self, when: float) -> None:
+        self._when = when
+        if when < self._armed_for:  # sooner than the timer: re-arm it
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(when, self._fire)
+            self._armed_for = when
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._armed_for = math.inf
+        when = self._when
+        if when == math.inf:
+            return  # no wait in progress: nothing to end
+        if self._loop.time() + EARLY < when:  # the deadline moved later
+            self._set(when)
+            return
+        self._fired = True
+        self._task.cancel()
