@@ -27,9 +27,9 @@ class Deadline:
 
     __slots__ = ("_armed_for", "_fired", "_loop", "_task", "_timer", "_when")
 
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        task = asyncio.current_task(loop)
         assert task is not None, "a Deadline belongs to a task"
         self._task = task
         self._when = math.inf  # the deadline of the wait in progress, if any
