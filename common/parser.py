@@ -609,7 +609,7 @@ def _parse_field(line: bytes) -> tuple[str, str]:
 
 def _connection_tokens(headers: tuple[tuple[str, str], ...]) -> set[str]:
     return {
-        token.strip().lower()
+        token.strip(" \t").lower()  # OWS is SP and HTAB, not Unicode space
         for name, value in headers
         if name == "connection"
         for token in value.split(",")

@@ -805,6 +805,11 @@ def test_a_bare_lf_request_then_a_crlf_request_are_two_requests() -> None:
         (b"HTTP/1.0", [b"keep-alive, close"], False),
         (b"HTTP/1.0", [b"keep-alive", b"close"], False),
         (b"HTTP/1.0", [b"close"], False),
+        # Optional whitespace is SP and HTAB only (RFC 9110 §5.6.3): a token
+        # with any other byte after it (NBSP, NEL) is another token.
+        (b"HTTP/1.1", [b"keep-alive ,\tclose"], False),
+        (b"HTTP/1.1", [b"close\xa0"], True),
+        (b"HTTP/1.0", [b"keep-alive\x85"], False),
     ],
 )
 def test_keep_alive_matrix(
