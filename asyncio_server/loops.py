@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from common.cli import LoopChoice
+from common.runtime.cli import LoopChoice
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 

@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from asyncio_server.deadline import Deadline
 from asyncio_server.loops import LoopUnavailable, loop_factory, loop_name
 from common.budget import RequestBudget
-from common.cli import Edition, Options, parse_options
 from common.connection import Exchange, ExchangeCache, HttpConnection
 from common.errors import RequestTimeout, ServiceUnavailable
-from common.listener import BACKLOG, defer_accept
-from common.logs import AccessLog, configure_logging, listening_message, url
-from common.resources import raise_open_file_limit
 from common.response import Responder
 from common.routes import Pages, Router
-from common.supervisor import supervise
+from common.runtime.cli import Edition, Options, parse_options
+from common.runtime.listener import BACKLOG, defer_accept
+from common.runtime.logs import AccessLog, configure_logging, listening_message, url
+from common.runtime.resources import raise_open_file_limit
+from common.runtime.supervisor import supervise
 
 __all__ = ["AsyncioServer", "LoopUnavailable", "loop_factory", "main", "serve"]
 
@@ -318,7 +318,7 @@ class AsyncioServer:
         for sock in sockets:
             # A stopping server closes the connections it takes in that have
             # sent nothing; deferred, none is accepted with its request still
-            # on the way (see common.listener.defer_accept).
+            # on the way (see common.runtime.listener.defer_accept).
             defer_accept(sock)
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.options.port
         self.loop_name = loop_name(loop)

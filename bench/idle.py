@@ -21,7 +21,7 @@ from bench.client import (
     request_bytes,
 )
 from bench.peer_servers import rss_mib
-from common.resources import raise_open_file_limit
+from common.runtime.resources import raise_open_file_limit
 
 IDLE_CONNECTIONS = 1000
 BATCH = 100

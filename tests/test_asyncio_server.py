@@ -50,7 +50,7 @@ from asyncio_server.server import (
     loop_factory,
     serve,
 )
-from common.cli import Edition, LoopChoice, Options
+from common.runtime.cli import Edition, LoopChoice, Options
 
 T = TypeVar("T")
 

@@ -11,11 +11,11 @@ from http import HTTPStatus
 import pytest
 
 from common.budget import RequestBudget
-from common.cli import Edition, LoopChoice, Options, build_parser, parse_options
 from common.connection import Exchange
 from common.limits import Limits
-from common.logs import ACCESS_LOGGER, AccessLog, listening_message
 from common.routes import Reply
+from common.runtime.cli import Edition, LoopChoice, Options, build_parser, parse_options
+from common.runtime.logs import ACCESS_LOGGER, AccessLog, listening_message
 
 THREADED, ASYNCIO = Edition.THREADED, Edition.ASYNCIO
 
@@ -191,7 +191,7 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         assert flag in out
 
 
-# -- the start-up line and the access log (common/logs.py) ----------------------------
+# -- the start-up line and the access log (common/runtime/logs.py) ------------------
 
 
 @pytest.mark.parametrize(

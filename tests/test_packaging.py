@@ -3,9 +3,10 @@
 The first test runs a fresh interpreter outside the checkout, so ``import
 common`` can only find the installed package: it proves the HTML pages are
 package data in the distribution, not files that happen to sit beside the
-source. The others read common/'s source with ``ast``: the core must not
-import sockets, threads, event loops or selectors, and the protocol modules
-must not even import ``time``.
+source. The others read common/'s source with ``ast``: the core (every module
+directly in common/) must not import sockets, threads, event loops,
+selectors, signals or processes, nor common.runtime, and the protocol
+modules must not even import ``time``.
 """
 
 from __future__ import annotations
@@ -92,22 +93,20 @@ def imported_modules(path: Path) -> set[str]:
 
 
 SOURCES = sorted(COMMON.glob("*.py"))
-PROCESS_LEVEL = {"supervisor.py", "listener.py"}
-"""The modules of common/ that touch sockets: ``--processes`` (issue 9), which
-forks, binds and handles signals, and the listening socket's settings —
-plumbing shared by both shells, not part of the protocol core, and imported
-by no module of the core (checked below)."""
-CORE = [path for path in SOURCES if path.name not in PROCESS_LEVEL]
+"""The sans-I/O core: every module directly in common/, with no exemption.
+What touches the OS lives in common/runtime/, which imports the core."""
+RUNTIME = sorted((COMMON / "runtime").glob("*.py"))
 
 
 def test_the_core_modules_are_all_checked() -> None:
     names = {path.name for path in SOURCES}
-    assert {"parser.py", "connection.py", "routes.py", "response.py", "cli.py"} <= names
+    assert {"parser.py", "connection.py", "routes.py", "response.py"} <= names
+    assert {"listener.py", "supervisor.py", "cli.py"} <= {p.name for p in RUNTIME}
 
 
-@pytest.mark.parametrize("path", CORE, ids=lambda path: path.name)
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: path.name)
 def test_common_does_no_io_of_its_own(path: Path) -> None:
-    """The sans-I/O core: no sockets, threads, event loops or selectors."""
+    """The sans-I/O core: no sockets, threads, event loops, signals or processes."""
     forbidden = {
         "socket",
         "threading",
@@ -115,6 +114,9 @@ def test_common_does_no_io_of_its_own(path: Path) -> None:
         "asyncio",
         "selectors",
         "select",
+        "signal",
+        "resource",
+        "ctypes",
         "multiprocessing",
         "concurrent",
         "subprocess",
@@ -123,18 +125,22 @@ def test_common_does_no_io_of_its_own(path: Path) -> None:
     assert imported_modules(path) & forbidden == set()
 
 
-@pytest.mark.parametrize("path", CORE, ids=lambda path: path.name)
-def test_the_core_does_not_import_the_process_level_modules(path: Path) -> None:
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            names = {node.module or "", *(alias.name for alias in node.names)}
+def imported_names(path: Path) -> set[str]:
+    """Every dotted module name ``path`` imports, with ``from`` imports' names."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
-            names = {alias.name for alias in node.names}
-        else:
-            continue
-        process_level = {name.removesuffix(".py") for name in PROCESS_LEVEL}
-        assert all(name.rpartition(".")[2] not in process_level for name in names)
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: path.name)
+def test_the_core_does_not_import_the_runtime(path: Path) -> None:
+    runtime = [name for name in imported_names(path) if "runtime" in name.split(".")]
+    assert runtime == []
 
 
 @pytest.mark.parametrize("name", ["parser.py", "connection.py", "routes.py"])

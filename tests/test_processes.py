@@ -1,4 +1,4 @@
-"""``--processes N``: one listening socket, N supervised servers (common/supervisor.py).
+"""``--processes N``: one socket, N supervised servers (common/runtime/supervisor.py).
 
 End to end, once per edition: the children share the parent's port and both
 serve; a child killed with SIGKILL is logged and replaced while the server
@@ -34,8 +34,8 @@ from support import (
 
 from bench import cli, report
 from bench.throughput import ThroughputRun
-from common.cli import Edition, parse_options
-from common.supervisor import BACKOFF_MAX, backoff, describe
+from common.runtime.cli import Edition, parse_options
+from common.runtime.supervisor import BACKOFF_MAX, backoff, describe
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTED = r"Child process (\d+) started\."
@@ -240,8 +240,8 @@ def test_children_stop_when_the_parent_is_killed(server_factory: ServerFactory) 
 
 CRASHING = """
 import sys
-from common.cli import Edition, parse_options
-from common.supervisor import supervise
+from common.runtime.cli import Edition, parse_options
+from common.runtime.supervisor import supervise
 
 options = parse_options(Edition.THREADED, ["--port", "0", "--processes", "2"])
 sys.exit(supervise(options, lambda sock: 3, "crashing"))

@@ -42,7 +42,7 @@ from support import (
     request,
 )
 
-from common.resources import raise_open_file_limit
+from common.runtime.resources import raise_open_file_limit
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="reads /proc/PID for memory, fds and threads"

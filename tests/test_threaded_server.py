@@ -38,8 +38,8 @@ from support import (
     request,
 )
 
-from common.cli import Edition, parse_options
 from common.routes import Pages
+from common.runtime.cli import Edition, parse_options
 from threaded.server import ThreadedServer
 
 PAGES = Pages.load()

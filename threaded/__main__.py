@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from common.cli import Edition, parse_options
-from common.logs import configure_logging
-from common.supervisor import supervise
+from common.runtime.cli import Edition, parse_options
+from common.runtime.logs import configure_logging
+from common.runtime.supervisor import supervise
 from threaded.server import serve
 
 

@@ -60,14 +60,14 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from common.budget import RequestBudget
-from common.cli import Options
 from common.connection import Exchange, ExchangeCache, HttpConnection
 from common.errors import RequestTimeout, ServiceUnavailable
-from common.listener import defer_accept, listen
-from common.logs import AccessLog, listening_message, url
-from common.resources import raise_open_file_limit
 from common.response import Responder
 from common.routes import Pages, Router
+from common.runtime.cli import Options
+from common.runtime.listener import defer_accept, listen
+from common.runtime.logs import AccessLog, listening_message, url
+from common.runtime.resources import raise_open_file_limit
 from threaded.pool import PoolCreationError, ThreadPool
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class _Listener(socket.socket):
 
         Non-blocking; ``TCP_NODELAY``, which accepted sockets inherit (Linux,
         the BSDs), so it costs no call per connection; deferred accept (see
-        :func:`~common.listener.defer_accept`: the acceptor reads each request
+        :func:`~common.runtime.listener.defer_accept`: the acceptor reads each request
         as it accepts, and hands the connection straight to a worker).
         """
         try:

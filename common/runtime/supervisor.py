@@ -54,8 +54,8 @@ to every process, plus the parent's, would be each child's second signal),
 and on Linux asks for SIGTERM when the parent dies (``PR_SET_PDEATHSIG``), so
 a parent killed with SIGKILL leaves no server behind.
 
-This module is the one place in ``common/`` that touches processes and
-signals; the protocol core stays sans-I/O.
+This module and its neighbours in ``common.runtime`` are where ``common/``
+touches processes, signals and sockets; the protocol core stays sans-I/O.
 """
 
 from __future__ import annotations
@@ -76,9 +76,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NoReturn
 
-from common.cli import Options
-from common.listener import listen
-from common.logs import configure_logging, listening_message, url
+from common.runtime.cli import Options
+from common.runtime.listener import listen
+from common.runtime.logs import configure_logging, listening_message, url
 
 logger = logging.getLogger("hello.supervisor")
 

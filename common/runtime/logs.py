@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
-from common.cli import Options
 from common.connection import Exchange
+from common.runtime.cli import Options
 
 ACCESS_LOGGER = "hello.access"
 

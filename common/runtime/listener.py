@@ -1,8 +1,7 @@
 """The listening socket's settings, the same for both editions and the supervisor.
 
-Like :mod:`common.supervisor`, this is process-level plumbing, not part of
-the sans-I/O protocol core: it is the one other module of ``common/`` that
-touches sockets, and no core module imports it.
+Process-level plumbing beside :mod:`common.runtime.supervisor`, not part of
+the sans-I/O protocol core, which never imports it.
 """
 
 from __future__ import annotations
