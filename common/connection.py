@@ -9,6 +9,11 @@ two editions behave the same by construction. A shell's loop is::
         wait exchange.reply.delay       # time.sleep or asyncio.sleep
         send exchange.render(responder)
     if conn.closed: close the socket
+
+One response per request: a framing error in the body of a request already
+answered (its reply went out as soon as its head was read) ends the
+connection with no second response, which a client would take for the
+answer to its next request.
 """
 
 from __future__ import annotations
@@ -135,6 +140,9 @@ class HttpConnection:
         try:
             request = self._parser.next_request()
         except ProtocolError as error:
+            if error.after_response:  # its request has had its response
+                self.closed = True
+                return None
             return self.fail(error)
         if request is None:
             return None

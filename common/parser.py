@@ -259,10 +259,14 @@ class RequestParser:
             return None
         try:
             if self._state is not _State.HEAD:
-                self._discard_body()
-                if self.body_pending:
-                    self._check_eof("request body")
-                    return None
+                try:
+                    self._discard_body()
+                    if self.body_pending:
+                        self._check_eof("request body")
+                        return None
+                except ProtocolError as error:
+                    error.after_response = True  # its request was handed out
+                    raise
             request = self._parse_head()
         except ProtocolError:
             self._fail()
@@ -275,6 +279,7 @@ class RequestParser:
                 self._discard_body()
             except ProtocolError as error:
                 self._fail()
+                error.after_response = True  # raised once this request is answered
                 self._deferred = error
         return request
 

@@ -381,9 +381,41 @@ def test_an_error_after_good_requests_answers_them_first() -> None:
     assert conn.closed
 
 
-def test_a_bad_chunk_after_a_good_request_head_answers_it_then_400() -> None:
+def test_a_bad_chunk_after_an_answered_head_ends_the_connection_silently() -> None:
+    """One response per request: the 405 went out; the bad body gets no 400."""
     data = b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"
     conn, found = exchanges(data)
+    assert [e.reply.status for e in found] == [405]
+    assert conn.closed
+
+
+def test_a_bad_chunk_arriving_later_ends_the_connection_silently() -> None:
+    conn = connection()
+    head = b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+    conn.receive(head + b"5\r\nhel")
+    first = conn.next_exchange()
+    assert first is not None
+    assert first.reply.status == 405
+    assert conn.next_exchange() is None
+    assert not conn.closed
+    conn.receive(b"lo\r\nzz\r\n0\r\n\r\n" + request())
+    assert conn.next_exchange() is None
+    assert conn.closed
+
+
+@pytest.mark.parametrize("split", [0, 3], ids=["body-whole", "body-later"])
+def test_a_bad_head_after_a_good_body_still_gets_its_400(split: int) -> None:
+    body = b"5\r\nhello\r\n0\r\n\r\n"
+    head = b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+    conn = connection()
+    conn.receive(head + body[:split] if split else head + body + b"BAD\r\n\r\n")
+    found = []
+    while (exchange := conn.next_exchange()) is not None:
+        found.append(exchange)
+    if split:
+        conn.receive(body[split:] + b"BAD\r\n\r\n")
+        while (exchange := conn.next_exchange()) is not None:
+            found.append(exchange)
     assert [e.reply.status for e in found] == [405, 400]
     assert conn.closed
 

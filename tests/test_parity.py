@@ -20,9 +20,26 @@ from support import (
     RunningServer,
     connect,
     exchange_raw,
+    iter_statuses,
     read_until_close,
     without_date,
 )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"zz\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\nzz\r\n"],
+    ids=["first-chunk", "second-chunk"],
+)
+def test_a_bad_body_after_its_answer_gets_no_second_response(
+    edition: str, body: bytes, shared_servers: dict[str, RunningServer]
+) -> None:
+    """One response per request: POST / is answered 405 from its head; the
+    broken chunk that follows ends the connection, with no 400 after it."""
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    then = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    raw = exchange_raw(shared_servers[edition].port, head + body + then)
+    assert list(iter_statuses(raw)) == [405]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
