@@ -56,6 +56,7 @@ _HOST = re.compile(_HOST_NAME + rb"(?::[0-9]*)?")
 _AUTHORITY_FORM = re.compile(_HOST_NAME + rb":[0-9]+")
 _DIGITS = re.compile(rb"[0-9]+")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 _NOT_CRLF = re.compile(rb"[^\r\n]")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;[^\x00-\x08\x0a-\x1f\x7f]*)?")
 
@@ -313,26 +314,30 @@ class RequestParser:
         self._scanned = 0
         cache = self._cache
         if cache is None:
+            _refuse_bare_lf(buf, body_start)
             head = bytes(buf[:head_end])
             del buf[:body_start]
             return self._parse_complete_head(head)
         key = bytes(buf[:body_start])  # the head and its blank line
-        del buf[:body_start]
-        request = cache.get(key)
+        request = cache.get(key)  # a head remembered was checked when first seen
         if request is None:
+            _refuse_bare_lf(key, body_start)
+            del buf[:body_start]
             request = self._parse_complete_head(key[:head_end])
             cache.put(key, request)  # kept only if bodiless
+        else:
+            del buf[:body_start]
         return request
 
     @staticmethod
     def _find_blank_line(buf: bytearray, start: int = 0) -> tuple[int, int]:
         """Where the head ends: ``(end of head, start of body)``, or ``(-1, -1)``.
 
-        The head ends at the *first* empty line, whether lines end in CRLF or
-        in a bare LF (RFC 9112 §2.2). ``\r\n\r\n`` contains ``\n\r\n``, so
-        two patterns cover every mix; the head then may end in a CR, which the
-        line parsing drops. Taking the earliest match matters with pipelining:
-        a bare-LF request followed by a CRLF one must not be read as one head.
+        The head ends at the *first* empty line, found whether lines end in
+        CRLF or in a bare LF, so that a head with a bare LF is refused as soon
+        as it is complete (:func:`_refuse_bare_lf`) rather than waited on.
+        ``\r\n\r\n`` contains ``\n\r\n``, so two patterns cover every mix;
+        the head then may end in a CR, which the line parsing drops.
         """
         # One regex pass, not two find() calls: with CRLF requests pipelined,
         # find(b"\n\n") never matches and would rescan the whole buffer for
@@ -587,8 +592,20 @@ def _parse_request_line(line: bytes) -> tuple[str, bytes, HTTPVersion]:
     return name, target, parsed
 
 
+def _refuse_bare_lf(head: bytes | bytearray, end: int) -> None:
+    """A head's lines end in CRLF, every one (400 otherwise).
+
+    RFC 9112 §2.2 lets a recipient accept a bare LF, but a reader that does
+    splits requests where a CRLF-only intermediary does not: a header line
+    ending in LF alone could hide a ``Content-Length`` from one of the two,
+    and with it a request smuggled in a body. llhttp refuses it; so do we.
+    """
+    if _BARE_LF.search(head, 0, end) is not None:
+        raise BadRequest("a line of the request head ends in a bare LF, not CRLF")
+
+
 def _parse_fields(block: bytes, max_count: int) -> tuple[tuple[str, str], ...]:
-    """Header field lines (RFC 9112 §5), each ending in CRLF or a bare LF."""
+    """Header field lines (RFC 9112 §5); their CRLFs were checked already."""
     if not block:
         return ()
     lines = block.split(b"\n")

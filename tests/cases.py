@@ -134,7 +134,7 @@ CASES: tuple[Case, ...] = (
     Case("missing-version-400", "RFC 9112 §3", b"GET /\r\n" + H + b"\r\n", (400,)),
     Case("bare-cr-400", "RFC 9112 §2.2", b"GET / HTTP/1.1\r" + H + b"\r\n", (400,)),
     Case("leading-crlf-ignored", "RFC 9112 §2.2", b"\r\n\r\n" + get("/"), (200,)),
-    Case("bare-lf-lines", "RFC 9112 §2.2", b"GET / HTTP/1.1\nHost: x\n\n", (200,)),
+    Case("bare-lf-lines-400", "RFC 9112 §2.2", b"GET / HTTP/1.1\nHost: x\n\n", (400,)),
     Case(
         "request-line-at-limit",
         "RFC 9112 §3",

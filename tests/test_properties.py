@@ -78,7 +78,8 @@ TARGETS = [
 ]
 TOKEN_VALUE = st.text(alphabet="abcXYZ019-._~!", min_size=0, max_size=12)
 FIELD_NAME = st.sampled_from(["X-A", "x-b", "Accept", "User-Agent", "X-Trace-Id"])
-EOL = st.sampled_from([b"\r\n", b"\n"])
+EOL = st.just(b"\r\n")  # a bare LF in a head is refused (test_parser)
+LEADING = st.sampled_from([b"\r\n", b"\n"])  # empty lines before a request
 
 
 @st.composite
@@ -134,7 +135,7 @@ def valid_request(draw: st.DrawFn) -> tuple[bytes, Expected]:
 
     lines = [f"{method} {target} {version.value}".encode(), *fields]
     head = b"".join(line + draw(EOL) for line in lines) + draw(EOL)
-    leading = b"".join(draw(st.lists(EOL, max_size=2)))
+    leading = b"".join(draw(st.lists(LEADING, max_size=2)))
     expected = Expected(method, path, version, keep_alive, has_body)
     return leading + head + body, expected
 
