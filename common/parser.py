@@ -38,7 +38,7 @@ KNOWN_METHODS = frozenset(
 )
 
 # The grammar, in one place (RFC 9110 §5.6.2, §5.5; RFC 9112 §3, §5; RFC 3986).
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # = _TCHARS, below
 _FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
 _VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])")
 _PCHARS = rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})"
@@ -58,7 +58,16 @@ _DIGITS = re.compile(rb"[0-9]+")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _NOT_CRLF = re.compile(rb"[^\r\n]")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;[^\x00-\x08\x0a-\x1f\x7f]*)?")
+_TCHARS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED_STRING = (  # RFC 9110 §5.6.4: qdtext and quoted-pair, obs-text included
+    rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+)
+# RFC 9112 §7.1.1: chunk-size *( BWS ";" BWS name [ BWS "=" BWS value ] ).
+_CHUNK_EXT = (
+    rb"[ \t]*;[ \t]*" + _TCHARS
+    + rb"(?:[ \t]*=[ \t]*(?:" + _TCHARS + rb"|" + _QUOTED_STRING + rb"))?"
+)  # fmt: skip
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:" + _CHUNK_EXT + rb")*")
 
 
 class HTTPVersion(enum.Enum):

@@ -512,11 +512,28 @@ def test_chunked_coding_name_is_case_insensitive() -> None:
 
 @pytest.mark.parametrize(
     "size_line",
-    [b"g", b"", b"-1", b"0x5", b"5 5", b" 5", b"1" * 17, b"5;\x00", b"5\x7f"],
+    [
+        *(b"g", b"", b"-1", b"0x5", b"5 5", b" 5", b"1" * 17, b"5;\x00", b"5\x7f"),
+        # RFC 9112 §7.1.1: an extension is ";" name [ "=" token / quoted-string ]
+        *(b"5;", b"5 ;", b"5; ", b"5;=x", b"5;a=", b"5;a b", b"5;a=b c"),
+        *(b'5;a="open', b'5;a="x"y', b'5;a="\\', b"5;a=\x80", b"5 ", b"5\t"),
+    ],
 )
 def test_bad_chunk_size_is_400(size_line: bytes) -> None:
     caught = error(chunked(size_line + b"\r\nhello\r\n0\r\n\r\n"))
     assert isinstance(caught, BadRequest)
+
+
+@pytest.mark.parametrize(
+    "size_line",
+    [
+        *(b"5;a", b"5;a=b", b"5 ; a = b", b"5\t;\ta\t=\tb", b"5;a;b=c"),
+        *(b'5;a=""', b'5;a="x y;z"', b'5;a="\\""', b'5;a="\xe9"', b"5;!#$%&'*+-.^_`|~"),
+    ],
+)
+def test_chunk_extensions_in_the_grammar_are_accepted(size_line: bytes) -> None:
+    requests = parse(chunked(size_line + b"\r\nhello\r\n0\r\n\r\n") + get(b"/next"))
+    assert [r.path for r in requests] == ["/", "/next"]
 
 
 def test_chunk_data_without_its_crlf_is_400() -> None:
