@@ -133,10 +133,10 @@ class AsyncioServer:
         """Serve one connection: read, let the core parse, answer, until it closes."""
         client = self._admit(writer)
         try:
-            if client.admitted:
-                await self._converse(client, reader)
-            else:
+            if not client.admitted:
                 await self._refuse(client, reader)
+            elif await self._converse(client, reader):
+                await self._linger(client, reader, self.limits.linger_timeout)
         except OSError as error:  # a reset or a broken pipe: the client's business
             log.debug("%s: connection lost: %s", client.name, error)
         except asyncio.CancelledError:
@@ -147,7 +147,9 @@ class AsyncioServer:
             await self._close(client)
             self._forget(client)
 
-    async def _converse(self, client: Client, reader: asyncio.StreamReader) -> None:
+    async def _converse(self, client: Client, reader: asyncio.StreamReader) -> bool:
+        """The conversation, until it must end; True if the client may still be
+        sending (it then gets a lingering close)."""
         conn = HttpConnection(self.router, self.limits, self.cache)
         head_by = math.inf  # a head must be complete by then, from its first byte
         while True:
@@ -164,10 +166,14 @@ class AsyncioServer:
             if data is None:  # the deadline passed, or the server is stopping
                 if conn.mid_request and not self.stopping:
                     await self._send(client, conn.fail(RequestTimeout()), _now(client))
-                return
+                    return True
+                return False
             conn.receive(data)  # b"": the client has finished sending
-            if not await self._answer(client, conn) or not data:
-                return
+            keep_open = await self._answer(client, conn)
+            if not data:
+                return False
+            if not keep_open:
+                return not conn.consumed  # an error, or requests after a close
 
     async def _answer(self, client: Client, conn: HttpConnection) -> bool:
         """Answer every complete request received, in order; False to close."""
@@ -241,22 +247,35 @@ class AsyncioServer:
         return not closing
 
     async def _refuse(self, client: Client, reader: asyncio.StreamReader) -> None:
-        """Over --max-connections: 503 at once, then a short lingering close.
-
-        Half-closing first (FIN, then discard what arrives) rather than
-        closing at once keeps the client's request, if it is already on its
-        way, from turning our 503 into a connection reset.
-        """
+        """Over --max-connections: 503 at once, then a short lingering close
+        (the client's request may be on its way: see :meth:`_linger`)."""
         exchange = Exchange.failure(ServiceUnavailable())
         data = exchange.render(self.responder, closing=True)
         client.writer.write(data)
         self.access_log.record(client.name, exchange, len(data), _now(client))
-        client.writer.write_eof()
-        linger = min(REJECT_LINGER, self.options.write_timeout)
-        until = self._loop.time() + linger
-        with contextlib.suppress(TimeoutError):
-            while await client.deadline.wait(reader.read(READ_SIZE), until):
-                pass  # discarded
+        await self._linger(
+            client, reader, min(REJECT_LINGER, self.options.write_timeout)
+        )
+
+    async def _linger(
+        self, client: Client, reader: asyncio.StreamReader, seconds: float
+    ) -> None:
+        """Close in stages (RFC 9112 §9.6): our FIN first, then read and drop
+        what the client still sends, for a bounded time and size. Closing with
+        its bytes unread would send a reset, which can destroy our last
+        response before the client has read it."""
+        writer = client.writer
+        if writer.is_closing() or not writer.can_write_eof():
+            return
+        writer.write_eof()
+        until = self._loop.time() + seconds
+        left = self.limits.linger_bytes
+        with contextlib.suppress(TimeoutError, OSError):
+            while left > 0:
+                chunk = await client.deadline.wait(reader.read(READ_SIZE), until)
+                if not chunk:
+                    return  # the client closed too: a clean close
+                left -= len(chunk)
 
     async def _close(self, client: Client) -> None:
         """Flush and close; a client that will not take the flush is aborted."""

@@ -31,3 +31,10 @@ class Limits:
     """From the first byte of a request to its blank line; past it → 408."""
     write_timeout: float = 10.0
     """How long a client that stops reading may keep a response unsent."""
+    linger_timeout: float = 2.0
+    """Closing while the client may still be sending (after an error, say): how
+    long to keep reading and dropping its bytes after our FIN, so that it
+    reads our response before any reset (RFC 9112 §9.6, nginx's lingering
+    close)."""
+    linger_bytes: int = 1024 * 1024
+    """The most bytes dropped that way before closing anyway."""

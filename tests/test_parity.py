@@ -7,6 +7,7 @@ the difference is stated by a test, not assumed.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import sys
@@ -40,6 +41,20 @@ def test_a_bad_body_after_its_answer_gets_no_second_response(
     then = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     raw = exchange_raw(shared_servers[edition].port, head + body + then)
     assert list(iter_statuses(raw)) == [405]
+
+
+def test_an_error_reaches_a_client_that_is_still_sending(
+    edition: str, shared_servers: dict[str, RunningServer]
+) -> None:
+    """RFC 9112 §9.6: a 1 MB header is refused with 431 long before the client
+    has sent it all; the server closes in stages, so the client reads its 431
+    instead of a reset."""
+    head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n"
+    with connect(shared_servers[edition].port) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head)
+        raw = read_until_close(sock)
+    assert list(iter_statuses(raw)) == [431], raw[:200]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
