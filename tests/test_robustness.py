@@ -546,6 +546,21 @@ runpy.run_module("{module}", run_name="__main__", alter_sys=True)
 """
 
 
+def is_minus_one(register: str) -> bool:
+    """Whether a ``/proc/PID/task/TID/syscall`` argument holds the int -1.
+
+    The kernel prints each argument as the whole register, in hex. An int
+    argument of -1 fills its low 32 bits, and the upper 32 hold whatever the
+    C library left there: Debian 12's glibc (2.36) passes the int as it is,
+    ``0xffffffff``; the newer glibc (2.43) in the Debian root where CI runs
+    3.14 and 3.15 sign-extends it to a long, ``0xffffffffffffffff``. The C
+    library decides, not Python: that root's 3.13 prints the long form too.
+    Either is -1, read as a signed int of 32 or of 64 bits.
+    """
+    value = int(register, 16)
+    return value in {(1 << 32) - 1, (1 << 64) - 1}
+
+
 def wait_until_asleep_in_epoll(pid: int, timeout: float = 5.0) -> None:
     """Poll until the main thread sleeps in epoll with no timeout (bounded).
 
@@ -561,7 +576,7 @@ def wait_until_asleep_in_epoll(pid: int, timeout: float = 5.0) -> None:
         channels.add(channel)
         call = (task / "syscall").read_text().split()
         # epoll_wait and epoll_pwait both take the timeout as their 4th argument.
-        if "epoll" in channel and len(call) > 4 and int(call[4], 16) == 0xFFFFFFFF:
+        if "epoll" in channel and len(call) > 4 and is_minus_one(call[4]):
             return
         if time.monotonic() > deadline:
             if channels == {"0"}:
