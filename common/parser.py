@@ -56,7 +56,6 @@ _HOST = re.compile(_HOST_NAME + rb"(?::[0-9]*)?")
 _AUTHORITY_FORM = re.compile(_HOST_NAME + rb":[0-9]+")
 _DIGITS = re.compile(rb"[0-9]+")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 _NOT_CRLF = re.compile(rb"[^\r\n]")
 _TCHARS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED_STRING = (  # RFC 9110 §5.6.4: qdtext and quoted-pair, obs-text included
@@ -609,7 +608,8 @@ def _refuse_bare_lf(head: bytes | bytearray, end: int) -> None:
     ending in LF alone could hide a ``Content-Length`` from one of the two,
     and with it a request smuggled in a body. llhttp refuses it; so do we.
     """
-    if _BARE_LF.search(head, 0, end) is not None:
+    # Two counts, not a look-behind regex: C loops, a tenth of the cost.
+    if head.count(b"\n", 0, end) != head.count(b"\r\n", 0, end):
         raise BadRequest("a line of the request head ends in a bare LF, not CRLF")
 
 
