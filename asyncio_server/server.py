@@ -15,27 +15,32 @@ import asyncio
 import contextlib
 import logging
 import math
-import select
 import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
 
-from asyncio_server.deadline import Deadline
-from asyncio_server.loops import LoopUnavailable, loop_factory, loop_name
+from asyncio_server.connections import Client, Connections
+from asyncio_server.loops import (
+    AcceptErrorLog,
+    LoopUnavailable,
+    loop_factory,
+    loop_name,
+)
 from common.budget import RequestBudget
 from common.connection import Exchange, ExchangeCache, HttpConnection
 from common.errors import RequestTimeout, ServiceUnavailable
 from common.response import Responder
 from common.routes import Pages, Router
-from common.runtime.cli import Edition, Options, parse_options
+from common.runtime.cli import Options
 from common.runtime.listener import BACKLOG, defer_accept
-from common.runtime.logs import AccessLog, configure_logging, listening_message, url
+from common.runtime.logs import AccessLog, listening_message, url
 from common.runtime.resources import raise_open_file_limit
-from common.runtime.supervisor import supervise
+from common.runtime.signals import STOP_SIGNALS, StopPolicy
+from common.runtime.signals import name as signal_name
+from common.runtime.tcp import cork, readable
 
-__all__ = ["AsyncioServer", "LoopUnavailable", "loop_factory", "main", "serve"]
+__all__ = ["AsyncioServer", "LoopUnavailable", "loop_factory", "serve"]
 
 log = logging.getLogger("hello.asyncio")
 
@@ -45,21 +50,6 @@ BATCH = 32
 """Pipelined requests answered before the loop serves other connections."""
 REJECT_LINGER = 1.0
 """How long a connection refused with 503 may keep its socket (seconds)."""
-
-
-@dataclass(eq=False, slots=True)
-class Client:
-    """What the server tracks of one live connection (for shutdown and counts)."""
-
-    writer: asyncio.StreamWriter
-    deadline: Deadline
-    name: str
-    admitted: bool
-    """Counted against --max-connections (refused ones are not)."""
-    waiting: bool = True
-    """Waiting for a request (or the rest of its head): shutdown may close it."""
-    sleeping: bool = False
-    """Waiting out a reply's delay (``/sleep``)."""
 
 
 class AsyncioServer:
@@ -88,32 +78,26 @@ class AsyncioServer:
         self.loop_name = ""
         self.stopping = False
         self._budget = RequestBudget(options.max_requests)
-        self._clients: set[Client] = set()
-        self._admitted = 0
         self._loop: asyncio.AbstractEventLoop  # the loop start() runs on
+        self._connections: Connections  # made by start(), on that loop
         self._listener: asyncio.Server | None = None
-        self._emptied: asyncio.Future[None] | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._stopped: asyncio.Future[int] | None = None
-        self._quiet_until = -math.inf  # accept() out of descriptors: see _loop_error
 
     @property
     def open_connections(self) -> int:
         """Connections accepted and not yet closed (refused ones included)."""
-        return len(self._clients)
+        return len(self._connections)
 
     @property
     def sleeping(self) -> int:
         """Requests waiting out a delay right now (``/sleep``)."""
-        return sum(1 for client in self._clients if client.sleeping)
+        return self._connections.sleeping
 
     @property
     def write_backlog(self) -> int:
         """The largest unsent reply backlog of any one connection (bytes)."""
-        return max(
-            (c.writer.transport.get_write_buffer_size() for c in self._clients),
-            default=0,
-        )
+        return self._connections.write_backlog
 
     @property
     def listening_sockets(self) -> list[socket.socket]:
@@ -122,8 +106,7 @@ class AsyncioServer:
 
     def connection_sockets(self) -> list[socket.socket]:
         """The sockets of the connections open now (uvloop's are look-alikes)."""
-        found = (c.writer.get_extra_info("socket") for c in self._clients)
-        return [sock for sock in found if sock is not None]
+        return self._connections.sockets()
 
     # -- the book's handle_connection -------------------------------------------
 
@@ -131,7 +114,10 @@ class AsyncioServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         """Serve one connection: read, let the core parse, answer, until it closes."""
-        client = self._admit(writer)
+        name = "-"
+        if self.access_log.enabled:
+            name = _client_name(writer.get_extra_info("peername"))
+        client = self._connections.admit(writer, name)
         try:
             if not client.admitted:
                 await self._refuse(client, reader)
@@ -145,7 +131,7 @@ class AsyncioServer:
             writer.transport.abort()
         finally:
             await self._close(client)
-            self._forget(client)
+            self._connections.forget(client)
 
     async def _converse(self, client: Client, reader: asyncio.StreamReader) -> bool:
         """The conversation, until it must end; True if the client may still be
@@ -228,7 +214,7 @@ class AsyncioServer:
         closing = last or self.stopping or not exchange.keep_alive
         data = exchange.render(self.responder, closing=closing)
         if closing:
-            _hold_for_close(writer)
+            cork(writer.get_extra_info("socket"))  # the reply leaves with the FIN
         writer.write(data)
         if started:
             self.access_log.record(client.name, exchange, len(data), started)
@@ -294,34 +280,16 @@ class AsyncioServer:
         finally:
             client.deadline.cancel()
 
-    # -- connections ---------------------------------------------------------------
-
-    def _admit(self, writer: asyncio.StreamWriter) -> Client:
-        """Track a new connection; not admitted when it is one too many (503)."""
-        admitted = self._admitted < self.options.max_connections
-        self._admitted += admitted
-        name = "-"
-        if self.access_log.enabled:
-            name = _client_name(writer.get_extra_info("peername"))
-        client = Client(writer, Deadline(self._loop), name, admitted)
-        self._clients.add(client)
-        return client
-
-    def _forget(self, client: Client) -> None:
-        self._clients.discard(client)
-        self._admitted -= client.admitted
-        if not self._clients and self._emptied and not self._emptied.done():
-            self._emptied.set_result(None)
-
     # -- starting and stopping -----------------------------------------------------
 
     async def start(self) -> int:
         """Listen; return the real port (useful with port 0)."""
         # Kept, not asked for: get_running_loop() costs a getpid() on 3.11.
         self._loop = loop = asyncio.get_running_loop()
+        self._connections = Connections(loop, self.options.max_connections)
         self._stopped = loop.create_future()
         if loop.get_exception_handler() is None:
-            loop.set_exception_handler(self._loop_error)
+            loop.set_exception_handler(AcceptErrorLog())
         if self._sock is not None:  # inherited from the --processes supervisor
             self._listener = await asyncio.start_server(
                 self.handle_connection, sock=self._sock, backlog=BACKLOG
@@ -346,26 +314,6 @@ class AsyncioServer:
     def announce(self) -> None:
         """Log the ``Listening on ...`` line that says the server is ready."""
         log.info("%s", listening_message(self.options, self.port, self.loop_name))
-
-    def _loop_error(
-        self, loop: asyncio.AbstractEventLoop, context: dict[str, object]
-    ) -> None:
-        """Log running out of descriptors in accept() once a spell, not 1024 times.
-
-        uvloop never gets here: it accepts into a reserved descriptor and
-        closes the connection at once. The stdlib loop reports EMFILE once
-        for every slot of the backlog, every time it retries (gh-151615).
-        """
-        if context.get("message") != "socket.accept() out of system resource":
-            loop.default_exception_handler(context)
-            return
-        now = loop.time()
-        if now >= self._quiet_until:
-            log.error(
-                "accept() failed: %s; retrying every second",
-                context.get("exception"),
-            )
-        self._quiet_until = now + 2.5  # the spell lasts while retries keep failing
 
     def begin_shutdown(self) -> None:
         """Stop gracefully (idempotent): see :meth:`_drain`."""
@@ -392,8 +340,7 @@ class AsyncioServer:
         self.stopping = True
         if self._listener is not None:
             self._listener.close()
-        for client in list(self._clients):
-            client.writer.transport.abort()
+        self._connections.abort_all()
         self._finish(status)
 
     async def _drain(self) -> None:
@@ -406,18 +353,17 @@ class AsyncioServer:
         assert self._listener is not None
         await self._accept_backlog()
         self._listener.close()
-        for client in list(self._clients):
+        for client in self._connections:
             # Bytes on the socket that the loop has not read yet count as a
             # request received: that connection reads them and answers.
             if client.waiting and not _has_input(client.writer):
                 client.deadline.expire()
-        if not await self._wait_empty(self.options.shutdown_timeout):
+        if not await self._connections.wait_empty(self.options.shutdown_timeout):
             log.warning(
                 "Requests still running after %.1f s; exiting anyway.",
                 self.options.shutdown_timeout,
             )
-            for client in list(self._clients):
-                client.writer.transport.abort()
+            self._connections.abort_all()
         await self.close()
         self._finish(0)
 
@@ -431,7 +377,7 @@ class AsyncioServer:
         if self._listener is None:
             return
         self._listener.close()
-        if await self._wait_empty(1.0):
+        if await self._connections.wait_empty(1.0):
             await self._listener.wait_closed()
 
     async def _accept_backlog(self, rounds: int = 100) -> None:
@@ -444,20 +390,9 @@ class AsyncioServer:
         """
         assert self._listener is not None
         for _ in range(rounds):
-            if not any(_readable(sock) for sock in self._listener.sockets):
+            if not any(readable(sock) for sock in self._listener.sockets):
                 return
             await asyncio.sleep(0)
-
-    async def _wait_empty(self, timeout: float) -> bool:
-        if not self._clients:
-            return True
-        self._emptied = self._loop.create_future()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._emptied
-        except TimeoutError:
-            return False
-        return True
 
     def _finish(self, status: int) -> None:
         if self._stopped is not None and not self._stopped.done():
@@ -479,40 +414,10 @@ def _client_name(peer: object) -> str:
     return "-"
 
 
-def _readable(fileobj: object) -> bool:
-    """Bytes (or an EOF, or a pending connection) wait on it, right now.
-
-    ``poll``, not ``select``: descriptors past 1023 are common here.
-    """
-    try:
-        poller = select.poll()
-        poller.register(fileobj, select.POLLIN)  # type: ignore[arg-type]
-        return bool(poller.poll(0))
-    except (OSError, ValueError, TypeError):  # closed, or no descriptor
-        return False
-
-
 def _has_input(writer: asyncio.StreamWriter) -> bool:
     """Has the client sent bytes the loop has not yet read?"""
     sock = writer.get_extra_info("socket")
-    return sock is not None and _readable(sock)
-
-
-_CORK = getattr(socket, "TCP_CORK", None)
-
-
-def _hold_for_close(writer: asyncio.StreamWriter) -> None:
-    """Let the last reply before a close leave with the FIN, in one segment (Linux).
-
-    With ``TCP_CORK`` the kernel holds a partial segment until the socket is
-    closed, which sends it with its FIN: one packet fewer per ``Connection:
-    close`` response. The threaded edition passes ``MSG_MORE`` to its last
-    ``send`` instead; a transport takes no flags.
-    """
-    sock = writer.get_extra_info("socket")
-    if sock is not None and _CORK is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
+    return sock is not None and readable(sock)
 
 
 # -- the program ---------------------------------------------------------------------
@@ -527,29 +432,20 @@ async def _run(options: Options, sock: socket.socket | None = None) -> int:
         print(f"error: cannot listen on {where}: {error}", file=sys.stderr)
         return 1
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
 
-    received: list[int] = []
+    def at_once(signum: int) -> None:
+        log.warning("%s again: exiting at once.", signal_name(signum))
+        server.abort(128 + signum)
 
-    def on_signal(signum: int) -> None:
-        # Counted, as in the threaded edition: a stop by --max-requests is no
-        # first signal (under --processes the parent's SIGTERM may find a
-        # child draining after its --max-requests; it must not abort it).
-        received.append(signum)
-        if len(received) > 1:
-            log.warning("%s again: exiting at once.", signal.Signals(signum).name)
-            server.abort(128 + signum)
-        else:
-            server.begin_shutdown()
-
-    for signum in signals:
-        loop.add_signal_handler(signum, on_signal, signum)
+    policy = StopPolicy(lambda _: server.begin_shutdown(), at_once)
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, policy, signum)
     try:
         # Only now: once this line is out, a SIGTERM must find the handlers.
         server.announce()
         return await server.wait_stopped()
     finally:
-        for signum in signals:
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
         server.abort(1)  # a no-op after a graceful stop
         await server.close()
@@ -568,23 +464,3 @@ def serve(options: Options, sock: socket.socket | None = None) -> int:
             return runner.run(_run(options, sock))
     except KeyboardInterrupt:  # before the handlers were installed
         return 128 + signal.SIGINT
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m asyncio_server [options]``: parse, set up logging, serve."""
-    options = parse_options(Edition.ASYNCIO, argv)
-    configure_logging(options.log_level)
-    if options.processes > 1:
-        return _supervise(options)
-    return serve(options)
-
-
-def _supervise(options: Options) -> int:
-    """``--processes N``: check the loop once, then fork N servers."""
-    try:
-        factory = loop_factory(options.loop)
-    except LoopUnavailable as error:
-        print(f"python -m asyncio_server: error: {error}", file=sys.stderr)
-        return 2
-    name = "asyncio" if factory is asyncio.new_event_loop else "uvloop"
-    return supervise(options, lambda sock: serve(options, sock), name)

@@ -79,6 +79,8 @@ from typing import Any, NoReturn
 from common.runtime.cli import Options
 from common.runtime.listener import listen
 from common.runtime.logs import configure_logging, listening_message, url
+from common.runtime.signals import STOP_SIGNALS, StopPolicy
+from common.runtime.signals import name as signal_name
 
 logger = logging.getLogger("hello.supervisor")
 
@@ -94,7 +96,7 @@ BACKOFF_MAX = 10.0
 KILL_GRACE = 5.0
 """Seconds beyond ``--shutdown-timeout`` before a child still running gets SIGKILL."""
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_STOP_SIGNALS = STOP_SIGNALS
 _HANDLED = (*_STOP_SIGNALS, signal.SIGCHLD)
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -151,7 +153,7 @@ class Supervisor:
         """Per slot: quick crashes in a row, for the back-off."""
         self._received: list[int] = []
         """Stop signals the handler recorded and the loop has not acted on yet."""
-        self._stops = 0
+        self._stop_policy = StopPolicy(self._begin_stop, self._stop_at_once)
         self._kill_at = math.inf
         self._status = 0
         self._parent = os.getpid()
@@ -265,7 +267,7 @@ class Supervisor:
         """A child has gone: account for it during a shutdown, else replace it."""
         now = time.monotonic()
         pid, slot = child.pid, child.slot
-        if self._stops:
+        if self._stop_policy.received:
             # Killed by our SIGTERM: its handlers were not installed (still
             # starting, or already stopped), so it had nothing in flight.
             if code in (0, -signal.SIGTERM):
@@ -295,25 +297,28 @@ class Supervisor:
 
     def _stop(self, signum: int) -> None:
         """Pass a stop signal on to every child; the first one starts the shutdown."""
-        self._stops += 1
-        name = signal.Signals(signum).name
-        if self._stops == 1:
-            logger.info(
-                "%s: shutting down %d child processes.", name, len(self._children)
-            )
-            self._due.clear()
-            # The children keep their own copies until each has stopped
-            # accepting; the parent's would keep the port open after them.
-            if self._listener is not None:
-                self._listener.close()
-            grace = self.options.shutdown_timeout + KILL_GRACE
-            self._kill_at = time.monotonic() + grace
-        else:
-            logger.warning("%s again: child processes exit at once.", name)
-            self._status = 128 + signum
+        self._stop_policy(signum)
         for pid in self._children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+
+    def _begin_stop(self, signum: int) -> None:
+        logger.info(
+            "%s: shutting down %d child processes.",
+            signal_name(signum),
+            len(self._children),
+        )
+        self._due.clear()
+        # The children keep their own copies until each has stopped
+        # accepting; the parent's would keep the port open after them.
+        if self._listener is not None:
+            self._listener.close()
+        self._kill_at = time.monotonic() + self.options.shutdown_timeout + KILL_GRACE
+
+    def _stop_at_once(self, signum: int) -> None:
+        # The children get this second signal too, and exit at once.
+        logger.warning("%s again: child processes exit at once.", signal_name(signum))
+        self._status = 128 + signum
 
     def _kill_stragglers(self) -> None:
         self._kill_at = math.inf

@@ -1,0 +1,38 @@
+"""The stop policy both editions and the supervisor share.
+
+SIGINT or SIGTERM asks for a graceful stop; a second one, for a stop at once.
+Each caller says what the two mean for it; this counts, so the rule lives in
+one place. A stop by ``--max-requests`` is not a signal and is not counted:
+a SIGTERM that finds the server already draining is still the first.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopPolicy:
+    """Call it with each stop signal received: the first runs ``graceful``,
+    every later one ``at_once``; both get the signal's number."""
+
+    def __init__(
+        self, graceful: Callable[[int], None], at_once: Callable[[int], None]
+    ) -> None:
+        self._graceful = graceful
+        self._at_once = at_once
+        self.received = 0
+
+    def __call__(self, signum: int) -> None:
+        self.received += 1
+        if self.received == 1:
+            self._graceful(signum)
+        else:
+            self._at_once(signum)
+
+
+def name(signum: int) -> str:
+    """``SIGTERM`` for 15."""
+    return signal.Signals(signum).name
