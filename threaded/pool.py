@@ -18,18 +18,8 @@ The book's design, in Python terms:
 * ``with ThreadPool(4) as pool:`` — leaving the block is the book's ``Drop``:
   close the channel, then join every worker in id order.
 
-One addition the book does not need: waking workers on demand
-(``ThreadPool(4, wake_on_demand=True)``). Rust threads run in parallel, so
-waking a sleeping worker for every job costs next to nothing there. Python
-threads share one interpreter lock: only one runs Python at a time, and every
-extra runnable thread turns each socket call into a lock hand-off between
-threads (a futex wake, a context switch). Measured on the hello page, waking
-a worker per job cost about 30 % more CPU per request than letting the worker
-that is already awake take the next job. So in that mode a job wakes a
-sleeping worker only when no awake worker is free to take it soon: every
-awake one is inside :meth:`ThreadPool.blocking` (a job that waits — the
-book's ``/sleep`` — says so), or the queue has not moved for
-:data:`STALL_SECONDS` (a job that waits without saying so).
+One policy the book does not need, waking workers only on demand, is a
+subclass in :mod:`threaded.wake`; this module is the book's pool alone.
 
 Where the book panics or unwraps, this pool raises a clear exception or logs
 and carries on (book-spec F2, F6, F7, F11, and the "Where a real server must
@@ -45,9 +35,9 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import TracebackType
-from typing import Generic, TypeAlias, TypeVar
+from typing import Generic, Self, TypeAlias, TypeVar
 
 __all__ = [
     "Channel",
@@ -65,11 +55,6 @@ Job: TypeAlias = Callable[[], object]
 """A unit of work: any callable with no arguments (its result is ignored)."""
 
 T = TypeVar("T")
-
-STALL_SECONDS = 0.01
-"""On-demand waking: a queue that has not moved for this long wakes a worker
-even though one is awake (it may be waiting without having said so)."""
-
 
 JOIN_SLICE = 0.1
 """Shutdown joins a worker in waits of at most this long (see :func:`_join`)."""
@@ -103,23 +88,13 @@ class Channel(Generic[T]):
     the latter is what lets a server answer 503 instead of queueing without
     limit.
 
-    ``receivers=None`` wakes a sleeping receiver for every item sent, as the
-    book's channel does. ``receivers=N`` (the number of threads that call
-    :meth:`recv`) wakes one only when none of the N is awake and free: every
-    receiver not asleep in :meth:`recv` is inside :meth:`blocking`, or the
-    oldest item has waited :data:`STALL_SECONDS` without any receiver taking
-    one (see the module docstring for why).
+    Every item sent wakes a sleeping receiver, as the book's channel does.
     """
 
-    def __init__(
-        self, capacity: int | None = None, *, receivers: int | None = None
-    ) -> None:
+    def __init__(self, capacity: int | None = None) -> None:
         if capacity is not None and capacity < 1:
             raise ValueError(f"channel capacity must be at least 1, not {capacity}")
-        if receivers is not None and receivers < 1:
-            raise ValueError(f"a channel needs at least one receiver, not {receivers}")
         self.capacity = capacity
-        self.receivers = receivers
         self._items: collections.deque[T] = collections.deque()
         self._closed = False
         # One lock, two conditions on it (the shape of queue.Queue): receivers
@@ -127,14 +102,7 @@ class Channel(Generic[T]):
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
-        # The counts behind on-demand waking (all under _lock): receivers
-        # asleep in recv, how many of those have been woken but are not yet
-        # running, receivers inside blocking(), and when an item was last taken.
-        self._sleeping = 0
-        self._woken = 0
-        self._blocked = 0
         self._senders_waiting = 0
-        self._last_taken = time.monotonic()
 
     def __len__(self) -> int:
         """How many items are waiting (a snapshot: other threads move on)."""
@@ -185,35 +153,8 @@ class Channel(Generic[T]):
             return True
 
     def _push(self, item: T) -> None:
-        # Called with the lock held.
-        items = self._items
-        items.append(item)
-        if self.receivers is None:
-            self._not_empty.notify()
-        elif self._sleeper_to_wake() and (
-            self._none_free()
-            or (len(items) > 1 and time.monotonic() - self._last_taken > STALL_SECONDS)
-        ):
-            self._wake_one()
-
-    def _sleeper_to_wake(self) -> bool:
-        """On demand, with items queued, a receiver is asleep and not yet woken
-        (lock held)."""
-        return (
-            self.receivers is not None
-            and bool(self._items)
-            and self._sleeping > self._woken
-        )
-
-    def _none_free(self) -> bool:
-        """No receiver is awake and outside blocking() (lock held, on demand)."""
-        assert self.receivers is not None
-        awake = self.receivers - self._sleeping + self._woken
-        return awake - self._blocked <= 0
-
-    def _wake_one(self) -> None:
-        # Lock held. A woken receiver counts as awake from now on.
-        self._woken += 1
+        """Queue ``item`` and wake a receiver (lock held)."""
+        self._items.append(item)
         self._not_empty.notify()
 
     def recv(self) -> T | None:
@@ -227,50 +168,19 @@ class Channel(Generic[T]):
             while not items:
                 if self._closed:
                     return None
-                self._sleeping += 1
-                self._not_empty.wait()
-                self._sleeping -= 1
-                if self._woken:
-                    self._woken -= 1
+                self._wait_for_items()
             item = items.popleft()
-            self._last_taken = time.monotonic()
-            if self._senders_waiting:
-                self._not_full.notify()
+            self._taken()
             return item
 
-    @contextlib.contextmanager
-    def blocking(self) -> Iterator[None]:
-        """Mark a receiver's wait (a sleep, a slow client) while it is in progress.
+    def _wait_for_items(self) -> None:
+        """Sleep until an item is sent or the channel closes (lock held)."""
+        self._not_empty.wait()
 
-        With on-demand waking, a sleeping receiver is woken for the queued
-        items now, since this one will not be free to take them soon.
-        """
-        with self._lock:
-            self._blocked += 1
-            if self._sleeper_to_wake() and self._none_free():
-                self._wake_one()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._blocked -= 1
-
-    def nudge(self) -> float | None:
-        """Wake a sleeping receiver if the queue has stalled (on-demand waking).
-
-        For a caller that notices time passing while nothing is sent (an
-        event loop), so that a wait nobody marked cannot hold up the queue
-        for long. Returns in how many seconds to call again, or None when
-        there is nothing to watch (no items, or no receiver asleep).
-        """
-        with self._lock:
-            if not self._sleeper_to_wake():
-                return None
-            waited = time.monotonic() - self._last_taken
-            if waited < STALL_SECONDS:
-                return STALL_SECONDS - waited
-            self._wake_one()
-            return STALL_SECONDS
+    def _taken(self) -> None:
+        """An item was just taken: room for a waiting sender (lock held)."""
+        if self._senders_waiting:
+            self._not_full.notify()
 
     def close(self) -> None:
         """No more sends; wake every waiting receiver and sender. Idempotent."""
@@ -351,22 +261,15 @@ class ThreadPool:
     the book). Use it as a context manager: leaving the ``with`` block is the
     book's ``Drop`` — queued jobs finish and every worker is joined.
 
-    ``wake_on_demand=True`` wakes a sleeping worker only when no awake one is
-    free (module docstring); its jobs must then wrap long waits in
-    :meth:`blocking`, or they hold up the queue for :data:`STALL_SECONDS`.
-
     Raises ``ValueError`` if ``size < 1`` (the book's ``new`` panics), and
     :class:`PoolCreationError` if a thread cannot be started (the threads
     already started are shut down first).
     """
 
-    def __init__(
-        self, size: int, capacity: int | None = None, *, wake_on_demand: bool = False
-    ) -> None:
+    def __init__(self, size: int, capacity: int | None = None) -> None:
         if size < 1:
             raise ValueError(f"a thread pool needs at least one thread, not {size}")
-        receivers = size if wake_on_demand else None
-        self._sender: Channel[Job] = Channel(capacity, receivers=receivers)
+        self._sender = self._channel(size, capacity)
         self._workers: list[Worker] = []
         for worker_id in range(size):
             worker = Worker(worker_id, self._sender)
@@ -382,10 +285,12 @@ class ThreadPool:
         self.workers: tuple[Worker, ...] = tuple(self._workers)
         """Every worker, in id order (kept after shutdown, for inspection)."""
 
+    def _channel(self, size: int, capacity: int | None) -> Channel[Job]:
+        """The channel the workers share (a subclass may bring its own)."""
+        return Channel(capacity)
+
     @classmethod
-    def build(
-        cls, size: int, capacity: int | None = None, *, wake_on_demand: bool = False
-    ) -> ThreadPool:
+    def build(cls, size: int, capacity: int | None = None) -> Self:
         """Like ``ThreadPool(size)``, but every failure is a :class:`PoolCreationError`.
 
         The book's ``ThreadPool::build`` returning ``Result<ThreadPool,
@@ -393,7 +298,7 @@ class ThreadPool:
         condition rather than a programming error.
         """
         try:
-            return cls(size, capacity, wake_on_demand=wake_on_demand)
+            return cls(size, capacity)
         except ValueError as error:
             raise PoolCreationError(str(error)) from error
 
@@ -424,18 +329,14 @@ class ThreadPool:
     def blocking(self) -> contextlib.AbstractContextManager[None]:
         """For a job: ``with pool.blocking(): time.sleep(5)`` marks a long wait.
 
-        With on-demand waking this wakes another worker for the queued jobs
-        at once; otherwise it changes nothing.
+        It changes nothing here; a pool that wakes workers on demand
+        (:mod:`threaded.wake`) needs to know, so its users mark waits either way.
         """
-        return self._sender.blocking()
+        return contextlib.nullcontext()
 
     def nudge(self) -> float | None:
-        """Wake a worker if no job has been taken for :data:`STALL_SECONDS`.
-
-        Returns in how many seconds to call again (None: no need); see
-        :meth:`Channel.nudge`.
-        """
-        return self._sender.nudge()
+        """Nothing to watch in the book's pool (see :mod:`threaded.wake`)."""
+        return None
 
     @property
     def queued(self) -> int:
@@ -466,7 +367,7 @@ class ThreadPool:
         self._workers = remaining
         return not remaining
 
-    def __enter__(self) -> ThreadPool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -70,7 +70,8 @@ from common.runtime.logs import AccessLog, listening_message, url
 from common.runtime.resources import raise_open_file_limit
 from common.runtime.signals import STOP_SIGNALS, StopPolicy
 from common.runtime.signals import name as signal_name
-from threaded.pool import PoolCreationError, ThreadPool
+from threaded.pool import PoolCreationError
+from threaded.wake import WakeOnDemandPool
 
 logger = logging.getLogger(__name__)
 
@@ -238,9 +239,7 @@ class ThreadedServer:
         try:
             # On-demand waking: see threaded.pool. Our jobs mark their waits.
             with _shutdown_signals_blocked():  # workers inherit the mask
-                self._pool = ThreadPool.build(
-                    options.workers, options.queue_size, wake_on_demand=True
-                )
+                self._pool = WakeOnDemandPool.build(options.workers, options.queue_size)
         except PoolCreationError:
             self._close_sockets()
             raise
@@ -266,9 +265,7 @@ class ThreadedServer:
         self._wake_pending = False
         self._stopping = False  # set by the acceptor under _lock
         self._stop_requested = False  # set by anyone, read by anyone
-        self._stop_policy = StopPolicy(
-            lambda _: self.request_stop(), self._exit_at_once
-        )
+        self._stop_policy = StopPolicy(self._stop_gracefully, self._exit_at_once)
 
     def _open_watching(self, oneshot: bool) -> None:
         """The wake-up socket pair and the selector (closes the listener on failure).
