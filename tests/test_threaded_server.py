@@ -40,7 +40,7 @@ from support import (
 
 from common.routes import Pages
 from common.runtime.cli import Edition, parse_options
-from threaded.server import ThreadedServer
+from threaded.server import ServerStats, ThreadedServer
 
 PAGES = Pages.load()
 DELAY = 0.25  # --sleep-seconds for the timing tests
@@ -674,16 +674,15 @@ def test_parked_connections_both_ways(oneshot: bool) -> None:
             idle.sendall(get("/"))
             assert reader.read().status == 200
             deadline = time.monotonic() + 5
-            while len(server._clients) > 1:  # the others are gone
-                assert time.monotonic() < deadline, server._clients
+            while server.stats().open > 1:  # the others are gone
+                assert time.monotonic() < deadline, server.stats()
                 time.sleep(0.01)
         deadline = time.monotonic() + 5
-        while server._clients:
-            assert time.monotonic() < deadline, server._clients
+        while server.stats().open:
+            assert time.monotonic() < deadline, server.stats()
             time.sleep(0.01)
-        assert not server._by_fd  # no closed connection left in the epoll map
-        assert not server._idle
-        assert not server._partial
+        # Nothing left behind: no deadline, no entry in the epoll map.
+        assert server.stats() == ServerStats(0, 0, 0, 0, 0)
 
 
 @pytest.mark.parametrize("oneshot", PARKING)
@@ -702,8 +701,8 @@ def test_shutdown_closes_parked_connections_and_answers_the_busy_one(
         assert idle_reader.read().status == 200  # then parked
         busy.sendall(get("/sleep"))
         deadline = time.monotonic() + 5
-        while sorted(c.parked for c in server._clients) != [False, True]:
-            assert time.monotonic() < deadline, server._clients
+        while (server.stats().parked, server.stats().busy) != (1, 1):
+            assert time.monotonic() < deadline, server.stats()
             time.sleep(0.01)
         server.request_stop()
         response = ResponseReader(busy).read()

@@ -56,6 +56,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -104,13 +106,6 @@ class _Client:
     parked, the worker running its job otherwise; the hand-over goes through
     the pool's channel one way and the locked hand-back (list, and on Linux
     the re-arming) the other, and both give the next owner a consistent view.
-
-    The client is itself the pool's job: calling it serves it. (A
-    ``functools.partial(serve, client)`` kept on the client made a reference
-    cycle, so every closed connection waited for the cyclic garbage
-    collector; its runs cost about 5 us of CPU per ``Connection: close``
-    request. Without the cycle, reference counting frees a connection the
-    moment it closes.)
     """
 
     __slots__ = (
@@ -119,7 +114,6 @@ class _Client:
         "http",
         "parked",
         "request_started",
-        "serve",
         "sock",
         "watched",
     )
@@ -129,12 +123,10 @@ class _Client:
         sock: socket.socket,
         address: tuple[str, int],
         http: HttpConnection,
-        serve: Callable[[_Client], None],
     ) -> None:
         self.sock = sock
         self.address = address
         self.http = http
-        self.serve = serve
         self.request_started: float | None = None
         """``time.monotonic()`` when a still-incomplete request began, else None."""
         self.first: bytes | None = None
@@ -144,9 +136,6 @@ class _Client:
         acceptor when it hands the connection to a worker."""
         self.watched = False
         """Registered in the server's one-shot epoll set (Linux)."""
-
-    def __call__(self) -> None:
-        self.serve(self)
 
     def name(self) -> str:
         host, port = self.address[0], self.address[1]
@@ -195,6 +184,22 @@ class _Listener(socket.socket):
     @property
     def type(self) -> socket.SocketKind:
         return self._kind
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """The threaded server's connections, counted (see ``ThreadedServer.stats``)."""
+
+    open: int
+    """Accepted and not yet closed."""
+    parked: int
+    """Waiting for their next bytes, costing no worker."""
+    busy: int
+    """With a worker (or on their way to or from one)."""
+    tracked: int
+    """Parked under an idle or head deadline the acceptor keeps."""
+    watched: int
+    """Registered in the one-shot epoll set (Linux)."""
 
 
 class ThreadedServer:
@@ -298,6 +303,18 @@ class ThreadedServer:
     @property
     def url(self) -> str:
         return url(self.options.host, self.port)
+
+    def stats(self) -> ServerStats:
+        """What the server holds right now (a snapshot: other threads move on)."""
+        clients = list(self._clients)  # one C-level copy: safe while others change it
+        parked = sum(1 for client in clients if client.parked)
+        return ServerStats(
+            open=len(clients),
+            parked=parked,
+            busy=len(clients) - parked,
+            tracked=len(self._idle) + len(self._partial),
+            watched=len(self._by_fd),
+        )
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown. Safe from any thread and from a signal handler.
@@ -413,7 +430,7 @@ class ThreadedServer:
                 self._refuse(sock)
                 continue
             http = HttpConnection(self._router, self._limits, self._cache)
-            client = _Client(sock, address, http, self._serve)
+            client = _Client(sock, address, http)
             self._clients.add(client)
             # Its request is usually here already (a client writes as soon as
             # it is connected): read it and go straight to a worker, saving
@@ -506,8 +523,13 @@ class ThreadedServer:
         return [client for client in ready if client is not None and client.parked]
 
     def _to_worker(self, client: _Client) -> None:
-        """Queue a connection that has bytes to read, or 503 if all are busy."""
-        if not self._pool.try_execute(client):
+        """Queue a connection that has bytes to read, or 503 if all are busy.
+
+        The book's ``pool.execute(|| handle_connection(stream))``: a job made
+        for this dispatch, kept by no one after it ran, so a closed
+        connection is freed at once (no reference cycle for the collector).
+        """
+        if not self._pool.try_execute(partial(self.handle_connection, client)):
             self._reject(client, self._busy)
 
     def _drain_wake(self) -> None:
@@ -568,8 +590,11 @@ class ThreadedServer:
 
     # -- the workers' side -----------------------------------------------------
 
-    def _serve(self, client: _Client) -> None:
-        """The job for one readable connection: read, answer, hand back or close."""
+    def handle_connection(self, client: _Client) -> None:
+        """The book's ``handle_connection``, run by a pool worker for a
+        connection with bytes to read: read them, feed the core, answer every
+        complete request (``time.sleep`` for ``/sleep``), then hand the
+        connection back to the acceptor to wait for more, or close it."""
         try:
             data = client.first
             if data is None:
