@@ -583,7 +583,7 @@ def test_the_listener_defers_accept_and_passes_on_nodelay() -> None:
         Edition.THREADED, ["--port", "0", "--workers", "1", "--no-access-log"]
     )
     with ThreadedServer(options) as server:
-        listener = server._listener
+        listener = server.listening_socket
         assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
         with connect(server.port) as client:
             client.sendall(get("/"))

@@ -8,8 +8,9 @@ a SIGTERM that finds the server already draining is still the first.
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -36,3 +37,19 @@ class StopPolicy:
 def name(signum: int) -> str:
     """``SIGTERM`` for 15."""
     return signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread, and so in threads started meanwhile.
+
+    The kernel hands a signal sent to the process to any thread that does not
+    block it; Python runs handlers only in the main thread, and only when that
+    thread runs. Threads started in this block (a pool's workers) leave the
+    stop signals to the main thread.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -8,6 +8,15 @@ import socket
 
 _CORK = getattr(socket, "TCP_CORK", None)
 
+RECV_SIZE = 65536
+"""Bytes read per ``recv``: several pipelined requests, or a whole head."""
+DONTWAIT = socket.MSG_DONTWAIT
+"""Passed to every call on a blocking socket that must not wait: cheaper than
+switching the socket to non-blocking mode (one system call per connection)."""
+LAST_WORD = DONTWAIT | getattr(socket, "MSG_MORE", 0)
+"""Flags for the last send before a close (Linux): ``MSG_MORE`` holds the
+bytes back for the close, which sends them with its FIN in one segment."""
+
 
 def readable(fileobj: object) -> bool:
     """Bytes (or an EOF, or a pending connection) wait on it, right now.
@@ -34,3 +43,26 @@ def cork(sock: object) -> None:
     if setsockopt is not None and _CORK is not None:
         with contextlib.suppress(OSError):
             setsockopt(socket.IPPROTO_TCP, _CORK, 1)
+
+
+def discard_input(sock: socket.socket) -> None:
+    """Read and drop what is already buffered (a few reads at most, never waiting)."""
+    try:
+        for _ in range(4):
+            if not sock.recv(RECV_SIZE, DONTWAIT):
+                return
+    except OSError:  # BlockingIOError: nothing more; or reset
+        pass
+
+
+def send_once(sock: socket.socket, data: bytes) -> int:
+    """Drop unread input, then one ``send`` that never waits, before a close.
+
+    For the 503s and 408s: what the client's buffer cannot take at once is
+    lost to it, not a thread to us. Returns the bytes sent (0 on an error).
+    """
+    try:
+        discard_input(sock)
+        return sock.send(data, LAST_WORD)
+    except OSError:
+        return 0

@@ -1,0 +1,329 @@
+"""The acceptor: the thread that accepts, parks and times out connections.
+
+It owns a ``selectors`` selector holding the listening socket, a wake-up
+socket pair and the parked connections (see :mod:`threaded.parking`). It
+accepts (the listener defers that until a request's first bytes are in, on
+Linux), reads what came and hands the new connection straight to the pool;
+it enforces the idle and header deadlines with the select timeout, and hands
+a parked connection to the pool when it has bytes to read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import math
+import selectors
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from common.errors import RequestTimeout
+from common.runtime.listener import defer_accept
+from common.runtime.tcp import DONTWAIT, RECV_SIZE, send_once
+from threaded.parking import Client, SelectorParking, parking_for
+
+if TYPE_CHECKING:
+    from threaded.server import ThreadedServer
+
+logger = logging.getLogger("threaded.server")
+
+ACCEPT_BATCH = 64
+"""Connections accepted per readiness event, so accepting cannot starve the rest."""
+SWEEP_FLOOR = 0.01
+"""One-shot parking: the acceptor wakes at most this often just to note
+hand-backs, however short the timeouts (see :meth:`Acceptor.run`)."""
+ACCEPT_PAUSE = 0.5
+"""Seconds to stop accepting after EMFILE and friends, instead of spinning."""
+_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class Listener(socket.socket):
+    """A listening socket whose ``accept()`` costs less Python: ``family`` and
+    ``type``, which ``accept()`` reads for every new socket, are looked up
+    once instead of turned into enum members each time."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        family, kind, proto = sock.family, sock.type, sock.proto
+        super().__init__(family, kind, proto, sock.fileno())
+        sock.detach()  # only now: if that failed, ``sock`` still owns the fd
+        self.setblocking(False)
+        self._family = family
+        self._kind = kind
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> Listener:
+        """Take over a listening socket, set up for serving; closes it on failure.
+
+        ``TCP_NODELAY``, which accepted sockets inherit (Linux, the BSDs), so
+        it costs no call per connection; deferred accept, so the acceptor
+        reads each request as it accepts.
+        """
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            defer_accept(sock)
+            return cls(sock)
+        except OSError:
+            sock.close()
+            raise
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return self._family
+
+    @property
+    def type(self) -> socket.SocketKind:
+        return self._kind
+
+
+class Acceptor:
+    """Accepting, parking and deadlines, for one :class:`ThreadedServer`."""
+
+    def __init__(
+        self, server: ThreadedServer, listener: Listener, *, oneshot: bool
+    ) -> None:
+        """Closes ``listener`` if it fails."""
+        self._server = server
+        self.listener = listener
+        options = server.options
+        self._keep_alive = options.keep_alive_timeout
+        self._header_timeout = options.header_timeout
+        self._max_connections = options.max_connections
+        try:
+            self._wake_r, self.wake_w = socket.socketpair()
+        except OSError:
+            listener.close()
+            raise
+        self._wake_r.setblocking(False)
+        self.wake_w.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(listener, selectors.EVENT_READ)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            self.parking: SelectorParking = parking_for(
+                self._selector, self.wake, oneshot=oneshot
+            )
+        except OSError:
+            for sock in (listener, self._wake_r, self.wake_w):
+                sock.close()
+            self._selector.close()
+            raise
+        # Parked clients and their deadlines. Idle ones share one timeout, so
+        # insertion order is deadline order and expiry only looks at the
+        # front; partial heads keep their own deadline.
+        self._idle: dict[Client, float] = {}
+        self._partial: dict[Client, float] = {}
+        self._next_idle_check = math.inf
+        self._next_partial_check = math.inf
+        self._accept_resume = math.inf
+        self._accept_failing = False  # EMFILE and friends: logged once a spell
+
+    @property
+    def tracked(self) -> int:
+        """Parked connections under an idle or head deadline."""
+        return len(self._idle) + len(self._partial)
+
+    def wake(self) -> None:
+        """Wake the acceptor from select() (any thread, a signal handler too)."""
+        # Full means a wake-up is already pending; closed means we are done.
+        with contextlib.suppress(OSError):
+            self.wake_w.send(b"\0")
+
+    def close(self) -> None:
+        """Release the sockets and the selector (a server that never ran)."""
+        for sock in (self.listener, self._wake_r, self.wake_w):
+            sock.close()
+        self.parking.release()
+        self._selector.close()
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(self) -> None:
+        """Accept, dispatch and time out until the server asks to stop."""
+        server = self._server
+        selector = self._selector
+        listener = self.listener
+        parking = self.parking
+        # Hand-backs that do not wake the acceptor (one-shot) are noted after
+        # every wake-up; it wakes at least this often while there are
+        # clients, so that no idle deadline goes unnoticed.
+        sweep = max(SWEEP_FLOOR, min(self._keep_alive, self._header_timeout) / 4)
+        now = time.monotonic()
+        while not server.stop_requested:
+            deadline = min(
+                self._next_idle_check, self._next_partial_check, self._accept_resume
+            )
+            timeout = None if deadline == math.inf else max(0.0, deadline - now)
+            # Queued jobs and sleeping workers: make sure the queue moves.
+            recheck = server.pool.nudge()
+            if recheck is not None and (timeout is None or recheck < timeout):
+                timeout = recheck
+            if not parking.wakes_acceptor and server.open_connections:
+                timeout = sweep if timeout is None else min(timeout, sweep)
+            events = selector.select(timeout)
+            now = time.monotonic()
+            if not parking.wakes_acceptor and parking.has_returns:
+                self._track_all(parking.take_back(), now)
+            for key, _ in events:
+                if key.fileobj is listener:
+                    self._accept(now)
+                elif key.fileobj is self._wake_r:
+                    self._drain_wake()
+                    self._track_all(parking.take_back(), now)
+            for client in parking.ready(events):
+                self._dispatch(client)
+            if now >= deadline:
+                self._expire(now)
+
+    def _accept(self, now: float) -> None:
+        """Accept what is waiting (a bounded batch); refuse beyond the limit."""
+        server = self._server
+        listener = self.listener
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, address = listener.accept()
+            except BlockingIOError:  # all taken: descriptors were to spare
+                self._accept_failing = False
+                return
+            except OSError as error:
+                # The book unwraps here (A4): one EMFILE ended the server.
+                if error.errno not in _RESOURCE_ERRORS:  # e.g. ECONNABORTED
+                    logger.warning("accept() failed: %s", error)
+                    continue
+                # The backlog stays readable: pause rather than spin on it.
+                # Logged once a spell (a spell ends when the backlog is
+                # emptied: accept() on a full descriptor table fails even then).
+                report = logger.debug if self._accept_failing else logger.error
+                report("accept() failed: %s; pausing %.1f s", error, ACCEPT_PAUSE)
+                self._accept_failing = True
+                self._selector.unregister(listener)
+                self._accept_resume = now + ACCEPT_PAUSE
+                return
+            if server.open_connections >= self._max_connections:
+                send_once(sock, server.busy_response)
+                sock.close()
+                continue
+            client = server.new_client(sock, address)
+            # Its request is usually here already (a client writes as soon as
+            # it is connected): read it and go straight to a worker, saving
+            # the selector's register, wake-up and unregister. Park it only
+            # if nothing has come yet.
+            try:
+                client.first = sock.recv(RECV_SIZE, DONTWAIT)
+            except BlockingIOError:
+                self._park(client, now)
+                continue
+            except OSError:  # reset already
+                server.close_connection(client)
+                continue
+            server.dispatch(client)
+
+    # -- parking and deadlines ------------------------------------------------------
+
+    def _park(self, client: Client, now: float) -> None:
+        """Watch a connection for its next bytes, under the right deadline."""
+        if self.parking.park(client):
+            self._track(client, now)
+        else:
+            self._server.close_connection(client)
+
+    def _track_all(self, clients: list[Client], now: float) -> None:
+        for client in clients:
+            self._track(client, now)
+
+    def _track(self, client: Client, now: float) -> None:
+        """Give a parked connection its deadline."""
+        started = client.request_started
+        if started is None:
+            deadline = now + self._keep_alive
+            self._idle[client] = deadline
+            self._next_idle_check = min(self._next_idle_check, deadline)
+        else:
+            deadline = started + self._header_timeout
+            self._partial[client] = deadline
+            self._next_partial_check = min(self._next_partial_check, deadline)
+
+    def _unpark(self, client: Client) -> None:
+        self.parking.unpark(client)
+        if self._idle.pop(client, None) is None:
+            self._partial.pop(client, None)
+
+    def _dispatch(self, client: Client) -> None:
+        """Bytes arrived on a parked connection: off to a worker."""
+        self._unpark(client)
+        self._server.dispatch(client)
+
+    def _drain_wake(self) -> None:
+        # One read is enough: each wake-up is one byte, and any byte left
+        # over only causes one more wake-up.
+        with contextlib.suppress(OSError):
+            self._wake_r.recv(4096)
+
+    def _expire(self, now: float) -> None:
+        """Close idle connections past their deadline; 408 to stalled heads."""
+        server = self._server
+        idle = self._idle
+        # One shared timeout: the expired ones are all at the front.
+        while idle:
+            client, deadline = next(iter(idle.items()))
+            if deadline > now:
+                self._next_idle_check = deadline
+                break
+            self._unpark(client)
+            server.close_connection(client)
+        else:
+            self._next_idle_check = math.inf
+
+        if now >= self._next_partial_check:
+            expired = [c for c, d in self._partial.items() if d <= now]
+            for client in expired:
+                self._unpark(client)
+                server.reject(client, client.http.fail(RequestTimeout()))
+            self._next_partial_check = min(self._partial.values(), default=math.inf)
+
+        if now >= self._accept_resume:
+            self._accept_resume = math.inf
+            self._selector.register(self.listener, selectors.EVENT_READ)
+
+    # -- shutdown -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop accepting; answer parked connections whose request has come, and
+        close the others. From here on workers close, not hand back."""
+        server = self._server
+        parking = self.parking
+        parking.close()
+        now = time.monotonic()
+        self._track_all(parking.take_back(), now)
+        self._accept_backlog(now)
+        self.listener.close()  # new connections are refused from here on
+        # A parked connection whose request has already arrived is answered
+        # (with Connection: close): its client sent it before we stopped.
+        ready = set(parking.ready(self._selector.select(0)))
+        for client in [*self._idle, *self._partial]:
+            if client in ready:
+                self._dispatch(client)
+            else:
+                server.close_connection(client, drain=True)
+        self._idle.clear()
+        self._partial.clear()
+        self._selector.close()
+        parking.release()
+
+    def _accept_backlog(self, now: float) -> None:
+        """Take in the connections queued on the listener (a bounded number).
+
+        Closing the listener would reset them, yet their clients may have
+        sent a whole request already; accepted, they are served like the rest.
+        """
+        listener = self.listener
+        for _ in range(1 + self._max_connections // ACCEPT_BATCH):
+            events = self._selector.select(0)
+            if not any(key.fileobj is listener for key, _ in events):
+                return
+            self._accept(now)
+
+    def close_wake(self) -> None:
+        self._wake_r.close()
+        self.wake_w.close()
