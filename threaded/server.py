@@ -26,16 +26,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from types import FrameType, TracebackType
-from typing import Any
+from types import TracebackType
 
 from common.budget import RequestBudget
 from common.connection import Exchange, ExchangeCache, HttpConnection
@@ -47,9 +45,9 @@ from common.runtime.listener import listen
 from common.runtime.logs import AccessLog, listening_message, url
 from common.runtime.resources import raise_open_file_limit
 from common.runtime.signals import (
-    STOP_SIGNALS,
     StopPolicy,
     stop_signals_blocked,
+    stop_signals_handled,
 )
 from common.runtime.signals import name as signal_name
 from common.runtime.tcp import (
@@ -394,33 +392,15 @@ class ThreadedServer:
 
     @contextlib.contextmanager
     def signals_handled(self) -> Iterator[None]:
-        """SIGINT/SIGTERM stop this server while the block runs (main thread only).
-
-        Python runs a handler in the main thread, between two bytecodes: a
-        signal that arrives as the acceptor is about to sleep in select()
-        interrupts no system call. So the signal also writes a byte to the
-        acceptor's wake socket (the wake-up fd), and select() returns for it.
-        The wake-up fd is a duplicate, closed only once it is no longer the
-        wake-up fd: the shutdown closes the acceptor's own before this ends.
-        """
+        """SIGINT/SIGTERM stop this server while the block runs (main thread
+        only); each also wakes the acceptor. Its wake-up fd is a duplicate of
+        the acceptor's wake socket, which the shutdown closes before this ends."""
         wakeup = os.dup(self._acceptor.wake_w.fileno())  # non-blocking, like it
-        previous_fd: int | None = None
-        handlers: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
         try:
-            # Raises ValueError outside the main thread, like signal.signal.
-            previous_fd = signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
-            for signum in sorted(STOP_SIGNALS):
-                handlers[signum] = signal.signal(signum, self._on_signal)
-            yield
+            with stop_signals_handled(self._stop_policy, wakeup):
+                yield
         finally:
-            for number, handler in handlers.items():
-                signal.signal(number, handler)
-            if previous_fd is not None:
-                signal.set_wakeup_fd(previous_fd)
             os.close(wakeup)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._stop_policy(signum)
 
     def _stop_gracefully(self, signum: int) -> None:
         self.request_stop()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -53,3 +55,33 @@ def stop_signals_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def stop_signals_handled(
+    on_signal: Callable[[int], None], wake_fd: int
+) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM call ``on_signal(signum)``.
+
+    Python runs a handler in the main thread, between two bytecodes: a
+    signal that arrives as that thread is about to sleep in select()
+    interrupts no system call. So each signal also writes a byte to
+    ``wake_fd`` (``signal.set_wakeup_fd``): a select() watching its other end
+    returns, and the handler runs. Main thread only (else ``ValueError``).
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        on_signal(signum)
+
+    previous_fd: int | None = None
+    previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
+    try:
+        previous_fd = signal.set_wakeup_fd(wake_fd, warn_on_full_buffer=False)
+        for signum in STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, handler)
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+        if previous_fd is not None:
+            signal.set_wakeup_fd(previous_fd)
