@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,9 +23,10 @@ from pathlib import Path
 
 from bench.client import Endpoint
 from bench.model import ASYNCIO, THREADED
+from common.runtime.cli import EDITION_MODULES
+from common.runtime.logs import LISTENING
 
-MODULES = {THREADED: "threaded", ASYNCIO: "asyncio_server"}
-LISTENING = re.compile(r"Listening on http://\[?([^\]\s]+?)\]?:(\d+) \((.*)\)")
+MODULES = {THREADED: EDITION_MODULES[THREADED], ASYNCIO: EDITION_MODULES[ASYNCIO]}
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 _TAIL_LINES = 20

@@ -43,9 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.runtime.cli import EDITION_MODULES
+from common.runtime.logs import LISTENING
+
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = {"threaded": "threaded", "asyncio": "asyncio_server"}
-LISTENING = re.compile(r"Listening on http://127\.0\.0\.1:(\d+) \(")
+MODULES = EDITION_MODULES
 GET = b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n"
 TIMEOUT = 10.0
 """Client socket timeout: any reply slower than this is counted as a hang."""
@@ -331,7 +333,7 @@ class Server:
         deadline = time.monotonic() + 15.0
         while time.monotonic() < deadline:
             if match := LISTENING.search(self.log_path.read_text()):
-                return int(match.group(1))
+                return int(match.group(2))
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)

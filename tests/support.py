@@ -18,9 +18,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-MODULES = {"threaded": "threaded", "asyncio": "asyncio_server"}
+from common.runtime.cli import EDITION_MODULES
+from common.runtime.logs import LISTENING
+
+MODULES = EDITION_MODULES
 EDITIONS = tuple(MODULES)
-_LISTENING = re.compile(r"Listening on http://\[?([^\]\s]+?)\]?:(\d+) \(")
 START_TIMEOUT = 15.0
 
 
@@ -109,7 +111,7 @@ def launch(
     server = RunningServer(edition=edition, process=process)
     threading.Thread(target=server._pump, daemon=True).start()
     try:
-        match = server.wait_for_log(_LISTENING.pattern, START_TIMEOUT)
+        match = server.wait_for_log(LISTENING.pattern, START_TIMEOUT)
     except AssertionError:
         server.kill()
         raise

@@ -225,8 +225,8 @@ def test_max_requests_recycles_children_and_serving_goes_on(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG")
 def test_children_stop_when_the_parent_is_killed(server_factory: ServerFactory) -> None:
     server = server_factory("threaded", "--processes", "2")
+    # Each child logs "Listening" only once its signal handlers are installed.
     children = started_children(server, 2)
-    time.sleep(0.3)  # past "Listening": their signal handlers are installed
     server.process.kill()
     server.process.wait(5)
     deadline = time.monotonic() + 10

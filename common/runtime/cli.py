@@ -32,6 +32,15 @@ class Edition(enum.Enum):
         # one so that both editions can run side by side.
         return 7878 if self is Edition.THREADED else 7879
 
+    @property
+    def module(self) -> str:
+        """What ``python -m`` runs: ``threaded`` or ``asyncio_server``."""
+        return "threaded" if self is Edition.THREADED else "asyncio_server"
+
+
+EDITION_MODULES = {edition.value: edition.module for edition in Edition}
+"""Edition name → the module ``python -m`` runs (tests, the bench, the soak)."""
+
 
 class LoopChoice(enum.Enum):
     """Which event loop the asyncio edition runs on."""

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from common.connection import Exchange
 from common.runtime.cli import Options
 
 ACCESS_LOGGER = "hello.access"
+LISTENING = re.compile(r"Listening on http://\[?([^\]\s]+?)\]?:(\d+) \((.*)\)")
+"""The start-up line (:func:`listening_message`) as tests, the bench and the
+soak read it: groups host, port and details."""
 
 
 def configure_logging(level: str, *, pids: bool = False) -> None:
