@@ -604,22 +604,6 @@ def test_missing_uvloop_exits_2_from_the_command_line() -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_port_in_use_is_a_one_line_error(server_factory: ServerFactory) -> None:
-    first = server_factory("asyncio")
-    done = subprocess.run(
-        [sys.executable, "-m", "asyncio_server", "--port", str(first.port)],
-        capture_output=True,
-        text=True,
-        timeout=15,
-        check=False,
-    )
-    assert done.returncode == 1
-    assert done.stderr.count("\n") == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    assert str(first.port) in done.stderr
-    assert request(first.port).status == 200  # the first one is unharmed
-
-
 def wait_for_count(
     server: RunningServer, pattern: str, count: int, timeout: float
 ) -> None:
@@ -654,37 +638,3 @@ def test_signal_finishes_requests_in_flight_then_exits_0(
     assert "Traceback" not in server.log()
     with pytest.raises(ConnectionRefusedError):
         connect(server.port, timeout=2)
-
-
-def test_a_second_signal_exits_at_once(server_factory: ServerFactory) -> None:
-    server = server_factory("asyncio", "--sleep-seconds", "30", "--log-level", "debug")
-    with connect(server.port) as sock:
-        sock.sendall(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")
-        server.wait_for_log(r"'GET /sleep HTTP/1\.1' sleeps")
-        started = time.monotonic()
-        server.signal(signal.SIGTERM)
-        server.wait_for_log(r"Shutting down\.")
-        server.signal(signal.SIGINT)
-        assert server.wait(5) == 128 + signal.SIGINT
-        assert time.monotonic() - started < 3
-        assert ResponseReader(sock).at_eof(timeout=2)
-    wait_for_count(server, r"SIGINT again: exiting at once\.", 1, timeout=5)
-    assert "Traceback" not in server.log()
-
-
-def test_max_requests_two_stops_like_the_book(server_factory: ServerFactory) -> None:
-    server = server_factory("asyncio", "--max-requests", "2")
-    with connect(server.port) as sock:
-        reader = ResponseReader(sock)
-        sock.sendall(GET)
-        first = reader.read()
-        sock.sendall(GET)
-        second = reader.read()
-        assert (first.status, second.status) == (200, 200)
-        assert first.header("connection") is None
-        assert second.header("connection") == "close"
-        assert reader.at_eof()
-    assert server.wait(10) == 0
-    server.wait_for_log(r"INFO Shutting down\.$")
-    lines = server.log().splitlines()
-    assert lines[-1].endswith("Shutting down."), lines

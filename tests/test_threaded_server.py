@@ -359,41 +359,6 @@ def test_sigint_is_graceful_too(server_factory: ServerFactory) -> None:
     assert "KeyboardInterrupt" not in server.log()
 
 
-def test_a_second_signal_exits_at_once(server_factory: ServerFactory) -> None:
-    server = start(server_factory, "--sleep-seconds", "30", "--log-level", "debug")
-    with connect(server.port) as sock:
-        sock.sendall(get("/sleep"))
-        wait_for_lines(server, SLEEP_LINE, 1)
-        server.signal(signal.SIGTERM)
-        server.wait_for_log(r"Shutting down\.")
-        started = time.monotonic()
-        server.signal(signal.SIGTERM)
-        status = server.wait(timeout=5)
-    assert status != 0
-    assert time.monotonic() - started < 3.0
-
-
-def test_max_requests_2_is_the_books_take_2(server_factory: ServerFactory) -> None:
-    """Book E7: two responses, ``Shutting down.``, the port closed, exit 0."""
-    server = start(server_factory, "--max-requests", "2", "--log-level", "debug")
-    with connect(server.port) as sock:
-        reader = ResponseReader(sock)
-        sock.sendall(get("/"))
-        first = reader.read()
-        sock.sendall(get("/"))
-        second = reader.read()
-        assert reader.at_eof()
-    assert (first.status, second.status) == (200, 200)
-    assert first.header("connection") is None
-    assert second.header("connection") == "close"  # the server is stopping
-    assert server.wait() == 0
-    log = server.log()
-    assert "Shutting down." in log
-    assert count_lines(server, r'"GET / HTTP/1\.1" 200') == 2
-    with pytest.raises(ConnectionRefusedError):
-        connect(server.port, timeout=2.0).close()
-
-
 # -- robustness --------------------------------------------------------------------
 
 MALFORMED: list[tuple[bytes, set[int]]] = [
@@ -542,22 +507,6 @@ def test_an_idle_keep_alive_connection_is_closed(
         assert reader.at_eof(timeout=3.0)
         assert 0.25 <= time.monotonic() - started < 1.5
         assert ResponseReader(silent).at_eof(timeout=3.0)
-
-
-def test_a_port_in_use_is_one_line_and_exit_1(server_factory: ServerFactory) -> None:
-    server = start(server_factory)
-    result = subprocess.run(
-        [sys.executable, "-m", "threaded", "--port", str(server.port)],
-        capture_output=True,
-        text=True,
-        timeout=15,
-        check=False,
-    )
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "cannot listen on" in lines[0]
-    assert "Traceback" not in result.stderr
 
 
 def test_an_address_not_ours_is_exit_1() -> None:
