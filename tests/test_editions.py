@@ -8,6 +8,7 @@ the status codes, the headers, the log lines and the exit status.
 from __future__ import annotations
 
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -84,3 +85,86 @@ def test_a_port_in_use_is_one_line_and_exit_1(
     assert str(first.port) in lines[0]
     assert "Traceback" not in done.stderr
     assert request(first.port).status == 200  # the first one is unharmed
+
+
+# -- deadlines and limits ----------------------------------------------------------
+
+
+def test_a_stalled_head_gets_408(edition: str, server_factory: ServerFactory) -> None:
+    server = server_factory(edition, "--header-timeout", "0.3")
+    with connect(server.port) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")  # no blank line
+        reader = ResponseReader(sock)
+        response = reader.read()
+        elapsed = time.monotonic() - started
+        assert response.status == 408
+        assert response.header("connection") == "close"
+        assert reader.at_eof()
+    assert 0.3 <= elapsed < 1.5
+
+
+def test_a_slowloris_head_gets_408_on_time(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    """The header deadline runs from the first byte; trickling does not reset it."""
+    server = server_factory(edition, "--header-timeout", "0.4")
+    head = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 200
+    with connect(server.port) as sock:
+        started = time.monotonic()
+        for byte in head:  # one byte every 20 ms: at most 4.5 s
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                break
+            if select.select([sock], [], [], 0.02)[0]:
+                break
+        elapsed = time.monotonic() - started
+        reader = ResponseReader(sock)
+        response = reader.read()
+        assert reader.at_eof()
+    assert response.status == 408
+    assert response.header("connection") == "close"
+    assert 0.4 <= elapsed < 1.5
+
+
+def test_connections_beyond_the_limit_get_503(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    server = server_factory(edition, "--max-connections", "2")
+    held = [connect(server.port) for _ in range(2)]
+    try:
+        for sock in held:
+            sock.sendall(GET)
+            assert ResponseReader(sock).read().status == 200
+        response = request(server.port, "/")
+        assert response.status == 503
+        assert response.header("retry-after") == "1"
+        assert response.header("connection") == "close"
+        with connect(server.port) as refused:
+            refused.sendall(GET)
+            reader = ResponseReader(refused)
+            assert reader.read().status == 503
+            assert reader.at_eof()
+        held.pop().close()
+        deadline = time.monotonic() + 5.0
+        while (status := request(server.port, "/").status) == 503:
+            assert time.monotonic() < deadline, "the freed slot was never reused"
+        assert status == 200
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_an_idle_keep_alive_connection_is_closed(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    server = server_factory(edition, "--keep-alive-timeout", "0.3")
+    with connect(server.port) as used, connect(server.port) as silent:
+        reader = ResponseReader(used)
+        used.sendall(GET)
+        assert reader.read().status == 200
+        started = time.monotonic()
+        assert reader.at_eof(timeout=3.0)
+        assert 0.25 <= time.monotonic() - started < 1.5
+        assert ResponseReader(silent).at_eof(timeout=3.0)

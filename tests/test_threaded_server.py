@@ -418,60 +418,6 @@ def test_a_thousand_bad_requests_kill_no_worker(server_factory: ServerFactory) -
         time.sleep(0.01)
 
 
-def test_a_stalled_head_gets_408(server_factory: ServerFactory) -> None:
-    server = start(server_factory, "--header-timeout", "0.3")
-    with connect(server.port) as sock:
-        started = time.monotonic()
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")  # no blank line
-        reader = ResponseReader(sock)
-        response = reader.read()
-        elapsed = time.monotonic() - started
-        assert response.status == 408
-        assert response.header("connection") == "close"
-        assert reader.at_eof()
-    assert 0.3 <= elapsed < 1.5
-
-
-def test_a_slowloris_head_gets_408_on_time(server_factory: ServerFactory) -> None:
-    """The header deadline runs from the first byte; trickling does not reset it."""
-    server = start(server_factory, "--header-timeout", "0.4")
-    head = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 200
-    with connect(server.port) as sock:
-        started = time.monotonic()
-        for byte in head:  # one byte every 20 ms: at most 4.5 s
-            try:
-                sock.send(bytes([byte]))
-            except OSError:
-                break
-            if select.select([sock], [], [], 0.02)[0]:
-                break
-        elapsed = time.monotonic() - started
-        response = ResponseReader(sock).read()
-    assert response.status == 408
-    assert 0.4 <= elapsed < 1.5
-
-
-def test_connections_beyond_the_limit_get_503(server_factory: ServerFactory) -> None:
-    server = start(server_factory, "--max-connections", "2")
-    held = [connect(server.port) for _ in range(2)]
-    try:
-        for sock in held:
-            sock.sendall(get("/"))
-            assert ResponseReader(sock).read().status == 200
-        response = request(server.port, "/")
-        assert response.status == 503
-        assert response.header("retry-after") == "1"
-        assert response.header("connection") == "close"
-        held.pop().close()
-        deadline = time.monotonic() + 5.0
-        while (status := request(server.port, "/").status) == 503:
-            assert time.monotonic() < deadline, "the freed slot was never reused"
-        assert status == 200
-    finally:
-        for sock in held:
-            sock.close()
-
-
 def test_a_full_queue_gets_503(server_factory: ServerFactory) -> None:
     server = start(
         server_factory,
@@ -493,20 +439,6 @@ def test_a_full_queue_gets_503(server_factory: ServerFactory) -> None:
         for sock in [busy, *others]:
             sock.close()
     assert statuses == [200, 503, 503]  # one queued, the rest turned away
-
-
-def test_an_idle_keep_alive_connection_is_closed(
-    server_factory: ServerFactory,
-) -> None:
-    server = start(server_factory, "--keep-alive-timeout", "0.3")
-    with connect(server.port) as used, connect(server.port) as silent:
-        reader = ResponseReader(used)
-        used.sendall(get("/"))
-        assert reader.read().status == 200
-        started = time.monotonic()
-        assert reader.at_eof(timeout=3.0)
-        assert 0.25 <= time.monotonic() - started < 1.5
-        assert ResponseReader(silent).at_eof(timeout=3.0)
 
 
 def test_an_address_not_ours_is_exit_1() -> None:
