@@ -37,16 +37,11 @@ def defer_accept(listener: socket.socket) -> None:
     nothing, and it gives both editions two things:
 
     * Speed (threaded): the acceptor reads the request as it accepts and
-      hands the connection straight to a worker. Without this, the first read
-      found nothing for 40-80 % of new connections under load, and each of
-      those went through the selector (register, wake-up, unregister) first;
-      with it the server spent about 10 us less CPU per ``Connection: close``
-      request.
+      hands the connection straight to a worker, instead of parking it in
+      the selector first (the README's performance section has the figures).
     * No lost request at shutdown: a stopping server takes in its backlog
-      and closes the connections that have sent nothing. Without this, one
-      whose request was still on its way was among them, and its client got
-      no answer (seen as a rare failure of the ``--processes`` recycling test
-      on the asyncio edition).
+      and closes the connections that have sent nothing; none of them is
+      one whose request is still on its way.
 
     A connection that stays silent is accepted after about a second and then
     treated like any idle one (nginx offers the same as ``listen ...
