@@ -136,6 +136,39 @@ class Response:
         return self.headers.get(name.lower())
 
 
+def matching_lines(server: RunningServer, pattern: str) -> list[re.Match[str]]:
+    """Every line of the server's log that ``pattern`` matches, as matches."""
+    regex = re.compile(pattern)
+    return [m for line in server.log().splitlines() if (m := regex.search(line))]
+
+
+def count_lines(server: RunningServer, pattern: str) -> int:
+    return len(matching_lines(server, pattern))
+
+
+def wait_for_count(
+    server: RunningServer, pattern: str, count: int, timeout: float = 10.0
+) -> list[re.Match[str]]:
+    """Poll the log until ``pattern`` has matched ``count`` lines; the matches.
+
+    Bounded in time, and over at once if the server has exited short of them.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        exited = server.process.poll() is not None
+        matches = matching_lines(server, pattern)
+        if len(matches) >= count:
+            return matches
+        if exited or time.monotonic() > deadline:
+            raise AssertionError(f"< {count} x {pattern!r}:\n{server.log()}")
+        time.sleep(0.01)
+
+
+def open_descriptors(server: RunningServer) -> int:
+    """How many file descriptors the server process has open (Linux)."""
+    return len(os.listdir(f"/proc/{server.process.pid}/fd"))
+
+
 def connect(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

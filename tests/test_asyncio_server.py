@@ -38,10 +38,10 @@ from conftest import ServerFactory
 from support import (
     Response,
     ResponseReader,
-    RunningServer,
     connect,
     parse_head,
     request,
+    wait_for_count,
 )
 
 from asyncio_server.server import (
@@ -554,17 +554,6 @@ def test_missing_uvloop_exits_2_from_the_command_line() -> None:
     assert done.stderr.count("\n") == 1, done.stderr
     assert "uvloop" in done.stderr
     assert "Traceback" not in done.stderr
-
-
-def wait_for_count(
-    server: RunningServer, pattern: str, count: int, timeout: float
-) -> None:
-    """Poll the server's log until ``pattern`` has matched ``count`` lines."""
-    regex = re.compile(pattern)
-    deadline = time.monotonic() + timeout
-    while len(regex.findall(server.log())) < count:
-        assert time.monotonic() < deadline, f"< {count} x {pattern!r}:\n{server.log()}"
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ServerFactory
-from support import Response, RunningServer, request
+from support import Response, RunningServer, count_lines, request, wait_for_count
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx.conf"
@@ -185,21 +185,6 @@ def backends(
     return (server_factory(edition, *args), server_factory(edition, *args))
 
 
-def count(server: RunningServer, pattern: str) -> int:
-    return len(re.findall(pattern, server.log()))
-
-
-def wait_for_count(
-    server: RunningServer, pattern: str, at_least: int, timeout: float = 10.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while count(server, pattern) < at_least:
-        assert time.monotonic() < deadline, f"< {at_least} x {pattern!r}:\n" + (
-            server.log()
-        )
-        time.sleep(0.01)
-
-
 def sleep_started(edition: str) -> str:
     """The debug line each edition logs once a request is under way."""
     if edition == "asyncio":
@@ -257,7 +242,7 @@ def test_sleep_through_the_proxy_keeps_its_contrast(
     # Round-robin: two each (their access lines may trail the replies a bit).
     wait_for_count(first, SLEPT, 2)
     wait_for_count(second, SLEPT, 2)
-    assert count(first, SLEPT) == count(second, SLEPT) == 2
+    assert count_lines(first, SLEPT) == count_lines(second, SLEPT) == 2
 
 
 def test_stopping_one_backend_loses_no_request(
@@ -281,7 +266,7 @@ def test_stopping_one_backend_loses_no_request(
             except Exception as error:  # collected, asserted below
                 failures.append(error)
 
-    baseline = count(stopped, sleep_started(edition))
+    baseline = count_lines(stopped, sleep_started(edition))
     with ThreadPoolExecutor(6) as pool:
         sleepers = [pool.submit(nginx.get, "/sleep") for _ in range(4)]
         # At least one /sleep is under way at the backend about to stop.

@@ -29,6 +29,7 @@ from support import (
     RunningServer,
     connect,
     request,
+    wait_for_count,
     without_date,
 )
 
@@ -41,20 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 STARTED = r"Child process (\d+) started\."
 ACCESS = re.compile(r"\[(\d+)\] 127\.0\.0\.1:\d+ \"GET (\S+) HTTP/1\.1\" (\d{3}) ")
 LISTENING = re.compile(r"\[(\d+)\] Listening on http://127\.0\.0\.1:(\d+) \((.*)\)$")
-
-
-def wait_for_count(
-    server: RunningServer, pattern: str, count: int, timeout: float = 10.0
-) -> list[re.Match[str]]:
-    """Poll the log until ``pattern`` has matched ``count`` lines; the matches."""
-    regex = re.compile(pattern)
-    deadline = time.monotonic() + timeout
-    while True:
-        matches = [m for line in server.log().splitlines() if (m := regex.search(line))]
-        if len(matches) >= count:
-            return matches
-        assert time.monotonic() < deadline, f"< {count} x {pattern!r}:\n{server.log()}"
-        time.sleep(0.01)
 
 
 def started_children(server: RunningServer, count: int) -> list[int]:

@@ -39,6 +39,7 @@ from support import (
     RunningServer,
     connect,
     launch,
+    open_descriptors,
     request,
 )
 
@@ -65,10 +66,6 @@ def rss(server: RunningServer) -> int:
     raise AssertionError("no VmRSS")
 
 
-def fds(server: RunningServer) -> int:
-    return len(os.listdir(f"/proc/{server.process.pid}/fd"))
-
-
 def threads(server: RunningServer) -> int:
     return len(os.listdir(f"/proc/{server.process.pid}/task"))
 
@@ -93,9 +90,9 @@ def wait_until(
 
 def wait_for_baseline(server: RunningServer, fd_base: int, thread_base: int) -> None:
     wait_until(
-        lambda: fds(server) == fd_base and threads(server) == thread_base,
+        lambda: open_descriptors(server) == fd_base and threads(server) == thread_base,
         lambda: (
-            f"fds {fds(server)} (baseline {fd_base}), threads"
+            f"fds {open_descriptors(server)} (baseline {fd_base}), threads"
             f" {threads(server)} (baseline {thread_base})"
         ),
     )
@@ -109,7 +106,7 @@ def settled_baseline(server: RunningServer) -> tuple[int, int]:
     previous = (-1, -1)
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
-        now = (fds(server), threads(server))
+        now = (open_descriptors(server), threads(server))
         if now == previous:
             return now
         previous = now
@@ -203,24 +200,27 @@ def test_a_thousand_idle_connections_do_not_delay_a_new_one(
 ) -> None:
     raise_open_file_limit()  # this process needs 1000+ descriptors too
     server = server_factory(edition, "--no-access-log", "--keep-alive-timeout", "30")
-    before = fds(server)
+    before = open_descriptors(server)
     idle = []
     try:
         for _ in range(1000):
             idle.append(connect(server.port, timeout=5.0))
         wait_until(
-            lambda: fds(server) >= before + 1000,
-            lambda: f"server holds {fds(server)} fds, expected {before + 1000}+",
+            lambda: open_descriptors(server) >= before + 1000,
+            lambda: (
+                f"server holds {open_descriptors(server)} fds, "
+                f"expected {before + 1000}+"
+            ),
         )
         found = latencies(server.port, samples=10, spacing=0.05)
         assert_fast(found, f"{edition}, 1000 idle connections")
-        assert fds(server) >= before + 1000  # still held, not dropped
+        assert open_descriptors(server) >= before + 1000  # still held, not dropped
     finally:
         for sock in idle:
             sock.close()
     wait_until(
-        lambda: fds(server) == before,
-        lambda: f"fds {fds(server)} after closing them, baseline {before}",
+        lambda: open_descriptors(server) == before,
+        lambda: f"fds {open_descriptors(server)} after closing them, baseline {before}",
     )
 
 
@@ -282,8 +282,8 @@ def test_resets_mid_request_and_mid_response_leak_nothing(
         sock.sendall(GET % b"/sleep")
         sleepers.append(sock)
     wait_until(
-        lambda: fds(server) >= fd_base + 20,
-        lambda: f"the sleepers were not accepted: {fds(server)} fds",
+        lambda: open_descriptors(server) >= fd_base + 20,
+        lambda: f"the sleepers were not accepted: {open_descriptors(server)} fds",
     )
     time.sleep(0.05)  # pacing: reset while the 0.2 s sleeps are under way
     for sock in sleepers:
@@ -345,7 +345,7 @@ def test_running_out_of_descriptors_is_survived_without_spinning(
     for sock in held:
         sock.sendall(GET % b"/")
         assert ResponseReader(sock).read().status == 200
-    in_use = fds(server)
+    in_use = open_descriptors(server)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use, limits[1]))
     try:
         waiting = connect(server.port, timeout=5.0)

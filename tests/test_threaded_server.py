@@ -34,8 +34,10 @@ from support import (
     RunningServer,
     connect,
     iter_statuses,
+    open_descriptors,
     read_until_close,
     request,
+    wait_for_count,
 )
 
 from common.routes import Pages
@@ -57,29 +59,6 @@ def start(factory: ServerFactory, *args: str) -> RunningServer:
 
 def get(path: str = "/") -> bytes:
     return GET % path.encode()
-
-
-def count_lines(server: RunningServer, pattern: str) -> int:
-    regex = re.compile(pattern)
-    return sum(1 for line in server.log().splitlines() if regex.search(line))
-
-
-def wait_for_lines(
-    server: RunningServer, pattern: str, count: int, timeout: float = 10.0
-) -> None:
-    """Poll the server's log until ``count`` lines match (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    while count_lines(server, pattern) < count:
-        if time.monotonic() > deadline or server.process.poll() is not None:
-            raise AssertionError(
-                f"fewer than {count} lines matching {pattern!r}:\n{server.log()}"
-            )
-        time.sleep(0.01)
-
-
-def open_descriptors(server: RunningServer) -> int:
-    """How many file descriptors the server process has open (Linux)."""
-    return len(os.listdir(f"/proc/{server.process.pid}/fd"))
 
 
 def timed_response(sock: socket.socket, started: float) -> tuple[Response, float]:
@@ -166,7 +145,7 @@ def test_keep_alive_reuses_one_connection(server_factory: ServerFactory) -> None
         for path, status in [("/", 200), ("/nope", 404), ("/", 200)]:
             sock.sendall(get(path))
             assert reader.read().status == status
-    wait_for_lines(server, r'"GET /\S* HTTP/1\.1"', 3)
+    wait_for_count(server, r'"GET /\S* HTTP/1\.1"', 3)
     ports = re.findall(r"127\.0\.0\.1:(\d+) \"GET", server.log())
     assert len(set(ports)) == 1
 
@@ -222,7 +201,7 @@ def test_two_workers_serve_four_sleeps_in_two_waves(
         started = time.monotonic()
         for sock in sleepers:
             sock.sendall(get("/sleep"))
-        wait_for_lines(server, SLEEP_LINE, 2)  # both workers are asleep
+        wait_for_count(server, SLEEP_LINE, 2)  # both workers are asleep
         fast.sendall(get("/"))
         with ThreadPoolExecutor(5) as executor:  # read all five as they come
             futures = [
@@ -297,7 +276,7 @@ def test_sigterm_lets_sleeping_requests_finish(server_factory: ServerFactory) ->
     try:
         for sock in sleepers:
             sock.sendall(get("/sleep"))
-        wait_for_lines(server, SLEEP_LINE, 4)
+        wait_for_count(server, SLEEP_LINE, 4)
         server.signal(signal.SIGTERM)
         server.wait_for_log(r"INFO Shutting down\.$")
         # The idle connection is closed at once, long before the sleeps end.
@@ -430,7 +409,7 @@ def test_a_full_queue_gets_503(server_factory: ServerFactory) -> None:
     others = [connect(server.port) for _ in range(3)]
     try:
         busy.sendall(get("/sleep"))
-        wait_for_lines(server, SLEEP_LINE, 1)  # the one worker is asleep
+        wait_for_count(server, SLEEP_LINE, 1)  # the one worker is asleep
         for sock in others:
             sock.sendall(get("/"))
         statuses = sorted(ResponseReader(sock).read().status for sock in others)
@@ -614,7 +593,7 @@ def test_the_shutdown_grace_period_is_bounded(server_factory: ServerFactory) -> 
     )  # fmt: skip
     with connect(server.port) as sock:
         sock.sendall(get("/sleep"))
-        wait_for_lines(server, SLEEP_LINE, 1)
+        wait_for_count(server, SLEEP_LINE, 1)
         started = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=10) == 0
