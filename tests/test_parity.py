@@ -57,6 +57,28 @@ def test_an_error_reaches_a_client_that_is_still_sending(
     assert list(iter_statuses(raw)) == [431], raw[:200]
 
 
+@pytest.mark.parametrize("length", [1_000_000, 3_000_000], ids=["1MB", "3MB-413"])
+def test_a_large_body_does_not_cost_the_client_its_answer(
+    edition: str, length: int, shared_servers: dict[str, RunningServer]
+) -> None:
+    """POST / with a large body: answered from its head (405, or 413 past the
+    1 MiB body limit) while the client is still sending; the client reads its
+    answer in full, never a reset (the body is read and dropped, or the close
+    lingers)."""
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % length
+    with connect(shared_servers[edition].port) as sock:
+
+        def send() -> None:
+            with contextlib.suppress(OSError):
+                sock.sendall(head + b"a" * length)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        raw = read_until_close(sock) if length > 1_048_576 else sock.recv(65536)
+        sender.join(15)
+    assert list(iter_statuses(raw))[:1] == ([413] if length > 1_048_576 else [405])
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_same_bytes(case: Case, shared_servers: dict[str, RunningServer]) -> None:
     threaded = exchange_raw(shared_servers["threaded"].port, case.data)

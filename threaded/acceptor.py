@@ -16,12 +16,13 @@ import logging
 import math
 import selectors
 import socket
+import threading
 import time
 from typing import TYPE_CHECKING
 
 from common.errors import RequestTimeout
 from common.runtime.listener import defer_accept
-from common.runtime.tcp import DONTWAIT, RECV_SIZE, send_once
+from common.runtime.tcp import DONTWAIT, RECV_SIZE, discard_input, send_once
 from threaded.parking import Client, SelectorParking, parking_for
 
 if TYPE_CHECKING:
@@ -77,6 +78,17 @@ class Listener(socket.socket):
         return self._kind
 
 
+class _Lingering:
+    """A connection closing in stages: our FIN is out, its bytes are dropped."""
+
+    __slots__ = ("deadline", "left", "sock")
+
+    def __init__(self, sock: socket.socket, deadline: float, left: int) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.left = left
+
+
 class Acceptor:
     """Accepting, parking and deadlines, for one :class:`ThreadedServer`."""
 
@@ -118,11 +130,40 @@ class Acceptor:
         self._next_partial_check = math.inf
         self._accept_resume = math.inf
         self._accept_failing = False  # EMFILE and friends: logged once a spell
+        limits = server.limits
+        self._linger_timeout = limits.linger_timeout
+        self._linger_bytes = limits.linger_bytes
+        self._linger_lock = threading.Lock()
+        self._to_linger: list[socket.socket] = []  # from any thread, under the lock
+        self._lingering: set[_Lingering] = set()  # the acceptor's own
+        self._next_linger_check = math.inf
+        self._stopped = False
 
     @property
     def tracked(self) -> int:
         """Parked connections under an idle or head deadline."""
         return len(self._idle) + len(self._partial)
+
+    def linger(self, sock: socket.socket) -> None:
+        """Close in stages (RFC 9112 §9.6), from any thread: our FIN now; the
+        acceptor then reads and drops what the client still sends, for
+        ``linger_timeout`` seconds and ``linger_bytes`` at most, and closes.
+        Closing with its bytes unread would send a reset, which can destroy
+        our last response before the client has read it."""
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # gone already
+            sock.close()
+            return
+        with self._linger_lock:
+            queued = not self._stopped
+            if queued:
+                self._to_linger.append(sock)
+        if queued:
+            self.wake()
+        else:  # stopping: drop what is buffered, at least, and close
+            discard_input(sock)
+            sock.close()
 
     def wake(self) -> None:
         """Wake the acceptor from select() (any thread, a signal handler too)."""
@@ -152,7 +193,10 @@ class Acceptor:
         now = time.monotonic()
         while not server.stop_requested:
             deadline = min(
-                self._next_idle_check, self._next_partial_check, self._accept_resume
+                self._next_idle_check,
+                self._next_partial_check,
+                self._accept_resume,
+                self._next_linger_check,
             )
             timeout = None if deadline == math.inf else max(0.0, deadline - now)
             # Queued jobs and sleeping workers: make sure the queue moves.
@@ -171,6 +215,9 @@ class Acceptor:
                 elif key.fileobj is self._wake_r:
                     self._drain_wake()
                     self._track_all(parking.take_back(), now)
+                    self._start_lingering(now)
+                elif isinstance(key.data, _Lingering):
+                    self._drop_input(key.data)
             for client in parking.ready(events):
                 self._dispatch(client)
             if now >= deadline:
@@ -286,6 +333,47 @@ class Acceptor:
             self._accept_resume = math.inf
             self._selector.register(self.listener, selectors.EVENT_READ)
 
+        if now >= self._next_linger_check:
+            for lingering in [x for x in self._lingering if x.deadline <= now]:
+                self._end_lingering(lingering)
+            self._next_linger_check = min(
+                (x.deadline for x in self._lingering), default=math.inf
+            )
+
+    # -- lingering closes -----------------------------------------------------------
+
+    def _start_lingering(self, now: float) -> None:
+        with self._linger_lock:
+            socks, self._to_linger = self._to_linger, []
+        deadline = now + self._linger_timeout
+        for sock in socks:
+            lingering = _Lingering(sock, deadline, self._linger_bytes)
+            try:
+                self._selector.register(sock, selectors.EVENT_READ, lingering)
+            except (OSError, ValueError):
+                sock.close()
+                continue
+            self._lingering.add(lingering)
+            self._next_linger_check = min(self._next_linger_check, deadline)
+
+    def _drop_input(self, lingering: _Lingering) -> None:
+        """Read and drop what came; end at the client's EOF or past the bound."""
+        try:
+            data = lingering.sock.recv(RECV_SIZE, DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:  # reset: nothing left to protect
+            data = b""
+        lingering.left -= len(data)
+        if not data or lingering.left <= 0:
+            self._end_lingering(lingering)
+
+    def _end_lingering(self, lingering: _Lingering) -> None:
+        self._lingering.discard(lingering)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(lingering.sock)
+        lingering.sock.close()
+
     # -- shutdown -------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -294,6 +382,12 @@ class Acceptor:
         server = self._server
         parking = self.parking
         parking.close()
+        with self._linger_lock:
+            self._stopped = True
+        for lingering in list(self._lingering):
+            self._end_lingering(lingering)
+        for sock in self._to_linger:
+            sock.close()
         now = time.monotonic()
         self._track_all(parking.take_back(), now)
         self._accept_backlog(now)
@@ -305,7 +399,7 @@ class Acceptor:
             if client in ready:
                 self._dispatch(client)
             else:
-                server.close_connection(client, drain=True)
+                server.close_connection(client, linger=True)
         self._idle.clear()
         self._partial.clear()
         self._selector.close()

@@ -54,7 +54,6 @@ from common.runtime.tcp import (
     DONTWAIT,
     LAST_WORD,
     RECV_SIZE,
-    discard_input,
     send_once,
 )
 from threaded.acceptor import Acceptor, Listener
@@ -101,10 +100,10 @@ class ThreadedServer:
         oneshot: bool = ONESHOT_AVAILABLE,
     ) -> None:
         self.options = options
-        self._limits = options.limits()
+        self.limits = options.limits()
         self._router = Router(Pages.load(), options.sleep_seconds)
         # Repeated request heads parse once (a dict look-up), for all workers.
-        self._cache = ExchangeCache(self._router, self._limits)
+        self._cache = ExchangeCache(self._router, self.limits)
         # One responder for all workers: its caches are dicts whose single
         # operations are atomic under the GIL (a race serves a Date 1 s old).
         self._responder = Responder()
@@ -193,7 +192,7 @@ class ThreadedServer:
 
     def new_client(self, sock: socket.socket, address: tuple[str, int]) -> Client:
         client = Client(
-            sock, address, HttpConnection(self._router, self._limits, self._cache)
+            sock, address, HttpConnection(self._router, self.limits, self._cache)
         )
         self._clients.add(client)
         return client
@@ -219,23 +218,22 @@ class ThreadedServer:
         sent = send_once(client.sock, exchange.render(self._responder))
         if self._log_access:
             self._access.record(client.name(), exchange, sent, started)
-        self.close_connection(client)
+        self.close_connection(client, linger=True)  # a slow head may still come
 
-    def close_connection(self, client: Client, *, drain: bool = False) -> None:
+    def close_connection(self, client: Client, *, linger: bool = False) -> None:
         """Close a connection; never raises.
 
-        ``drain`` first reads what the client sent and we did not, so that the
-        close is a FIN, not a reset that could destroy the last response
+        ``linger``: the client may still be sending, so close in stages
+        (:meth:`Acceptor.linger`), lest a reset destroy our last response
         before the client reads it (book-spec, "Headers and body ignored").
         """
         self._clients.discard(client)
         self._acceptor.parking.forget(client)
-        try:
-            if drain:
-                discard_input(client.sock)
+        if linger:
+            self._acceptor.linger(client.sock)
+            return
+        with contextlib.suppress(OSError):
             client.sock.close()
-        except OSError:
-            pass
 
     # -- the workers' side: the book's handle_connection ---------------------------
 
@@ -274,7 +272,7 @@ class ThreadedServer:
         if keep_open:
             self._hand_back(client)
         else:
-            self.close_connection(client, drain=self._may_have_more(client, data))
+            self.close_connection(client, linger=self._may_have_more(client, data))
 
     def _may_have_more(self, client: Client, data: bytes) -> bool:
         """Could unread bytes be on their way, so that closing now would reset?
@@ -303,6 +301,7 @@ class ThreadedServer:
             started = time.perf_counter_ns() if self._log_access else 0
             last = len(exchanges) - 1
             pending: list[tuple[Exchange, bytes]] = []
+            spent = False  # --max-requests reached: stop once the answers are out
             for index, exchange in enumerate(exchanges):
                 delay = exchange.reply.delay
                 if delay > 0:
@@ -317,14 +316,17 @@ class ThreadedServer:
                     )
                     with self.pool.blocking():
                         time.sleep(delay)  # the book's /sleep: this worker is busy
-                if self._budget.spend():
-                    self.request_stop()
+                spent = self._budget.spend() or spent
                 # Shutting down: the last answer says Connection: close.
-                closing = index == last and self.stop_requested
+                closing = index == last and (spent or self.stop_requested)
                 response = exchange.render(self._responder, closing=closing)
                 pending.append((exchange, response))
-            last_word = http.closed or self.stop_requested  # we close next
-            self._send(client, pending, started, last_word=last_word)
+            last_word = http.closed or spent or self.stop_requested  # we close next
+            try:
+                self._send(client, pending, started, last_word=last_word)
+            finally:
+                if spent:  # after the answer and its log line, as the book's take(2)
+                    self.request_stop()
             if last_word:
                 return False
         if not data:  # the client closed its side
@@ -372,7 +374,7 @@ class ThreadedServer:
     def _hand_back(self, client: Client) -> None:
         """Return a connection to be parked, or close it if stopping."""
         if not self._acceptor.parking.hand_back(client):
-            self.close_connection(client, drain=True)
+            self.close_connection(client, linger=True)
 
     # -- shutdown -------------------------------------------------------------
 
