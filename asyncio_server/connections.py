@@ -7,11 +7,17 @@ connection from 3.12.1 on, so the server tracks its connections itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from asyncio_server.deadline import Deadline
+from common.runtime.tcp import readable
+
+READ_SIZE = 65536
+"""The most one read takes from a connection (bytes)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -27,6 +33,60 @@ class Client:
     """Waiting for a request (or the rest of its head): shutdown may close it."""
     sleeping: bool = False
     """Waiting out a reply's delay (``/sleep``)."""
+
+    def started(self) -> int:
+        """The start of an exchange for the access log (0: not logging, no clock)."""
+        return time.perf_counter_ns() if self.name != "-" else 0
+
+    def has_input(self) -> bool:
+        """Has the client sent bytes the loop has not yet read?"""
+        sock = self.writer.get_extra_info("socket")
+        return sock is not None and readable(sock)
+
+    async def linger(
+        self, reader: asyncio.StreamReader, seconds: float, max_bytes: int
+    ) -> None:
+        """Close in stages (RFC 9112 §9.6): our FIN first, then read and drop
+        what the client still sends, for a bounded time and size. Closing with
+        its bytes unread would send a reset, which can destroy our last
+        response before the client has read it."""
+        writer = self.writer
+        if writer.is_closing() or not writer.can_write_eof():
+            return
+        writer.write_eof()
+        until = self.deadline.after(seconds)
+        left = max_bytes
+        with contextlib.suppress(TimeoutError, OSError):
+            while left > 0:
+                chunk = await self.deadline.wait(reader.read(READ_SIZE), until)
+                if not chunk:
+                    return  # the client closed too: a clean close
+                left -= len(chunk)
+
+    async def close(self, write_timeout: float) -> None:
+        """Flush and close; a client that will not take the flush is aborted."""
+        writer = self.writer
+        writer.close()
+        try:
+            if writer.transport.get_write_buffer_size():  # the client is behind
+                until = self.deadline.after(write_timeout)
+                await self.deadline.wait(writer.wait_closed(), until)
+        except TimeoutError:
+            writer.transport.abort()
+        except OSError:
+            pass  # it went away by itself
+        except asyncio.CancelledError:
+            writer.transport.abort()  # the loop is closing: the handler ends
+        finally:
+            self.deadline.cancel()
+
+
+def peer_name(peer: object) -> str:
+    """``HOST:PORT`` (``[HOST]:PORT`` for IPv6) for the access log."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return "-"
 
 
 class Connections:

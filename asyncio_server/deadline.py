@@ -52,6 +52,10 @@ class Deadline:
         finally:
             self._when = math.inf  # outside a wait, nothing is due
 
+    def after(self, seconds: float) -> float:
+        """The loop's clock ``seconds`` from now: an ``until`` for :meth:`wait`."""
+        return self._loop.time() + seconds
+
     def expire(self) -> None:
         """End the wait in progress now (if any): the server is stopping."""
         if self._when != math.inf:

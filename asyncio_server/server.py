@@ -12,15 +12,13 @@ others. Deadlines live in :mod:`asyncio_server.deadline`, the loop choice in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import signal
 import socket
 import sys
-import time
 
-from asyncio_server.connections import Client, Connections
+from asyncio_server.connections import READ_SIZE, Client, Connections, peer_name
 from asyncio_server.loops import (
     AcceptErrorLog,
     LoopUnavailable,
@@ -44,8 +42,6 @@ __all__ = ["AsyncioServer", "LoopUnavailable", "loop_factory", "serve"]
 
 log = logging.getLogger("hello.asyncio")
 
-READ_SIZE = 65536
-"""The most one read takes from a connection (bytes)."""
 BATCH = 32
 """Pipelined requests answered before the loop serves other connections."""
 REJECT_LINGER = 1.0
@@ -116,13 +112,14 @@ class AsyncioServer:
         """Serve one connection: read, let the core parse, answer, until it closes."""
         name = "-"
         if self.access_log.enabled:
-            name = _client_name(writer.get_extra_info("peername"))
+            name = peer_name(writer.get_extra_info("peername"))
         client = self._connections.admit(writer, name)
         try:
             if not client.admitted:
                 await self._refuse(client, reader)
             elif await self._converse(client, reader):
-                await self._linger(client, reader, self.limits.linger_timeout)
+                limits = self.limits
+                await client.linger(reader, limits.linger_timeout, limits.linger_bytes)
         except OSError as error:  # a reset or a broken pipe: the client's business
             log.debug("%s: connection lost: %s", client.name, error)
         except asyncio.CancelledError:
@@ -130,7 +127,7 @@ class AsyncioServer:
             # end quietly; 3.11's start_server logs a cancelled handler as an error.
             writer.transport.abort()
         finally:
-            await self._close(client)
+            await client.close(self.options.write_timeout)
             self._connections.forget(client)
 
     async def _converse(self, client: Client, reader: asyncio.StreamReader) -> bool:
@@ -151,7 +148,9 @@ class AsyncioServer:
             client.waiting = False
             if data is None:  # the deadline passed, or the server is stopping
                 if conn.mid_request and not self.stopping:
-                    await self._send(client, conn.fail(RequestTimeout()), _now(client))
+                    await self._send(
+                        client, conn.fail(RequestTimeout()), client.started()
+                    )
                     return True
                 return False
             conn.receive(data)  # b"": the client has finished sending
@@ -165,7 +164,7 @@ class AsyncioServer:
         """Answer every complete request received, in order; False to close."""
         answered = 0
         while (exchange := conn.next_exchange()) is not None:
-            started = _now(client)
+            started = client.started()
             if exchange.reply.delay > 0:
                 log.debug(
                     "%s: %r sleeps %.3g s",
@@ -195,7 +194,7 @@ class AsyncioServer:
         """
         loop = self._loop
         for _ in range(2):  # once more when the shutdown ended the first wait
-            if self.stopping and not _has_input(client.writer):
+            if self.stopping and not client.has_input():
                 until = min(until, loop.time())  # only what the loop has read
             try:
                 return await client.deadline.wait(reader.read(READ_SIZE), until)
@@ -234,51 +233,13 @@ class AsyncioServer:
 
     async def _refuse(self, client: Client, reader: asyncio.StreamReader) -> None:
         """Over --max-connections: 503 at once, then a short lingering close
-        (the client's request may be on its way: see :meth:`_linger`)."""
+        (the client's request may be on its way: see :meth:`Client.linger`)."""
         exchange = Exchange.failure(ServiceUnavailable())
         data = exchange.render(self.responder, closing=True)
         client.writer.write(data)
-        self.access_log.record(client.name, exchange, len(data), _now(client))
-        await self._linger(
-            client, reader, min(REJECT_LINGER, self.options.write_timeout)
-        )
-
-    async def _linger(
-        self, client: Client, reader: asyncio.StreamReader, seconds: float
-    ) -> None:
-        """Close in stages (RFC 9112 §9.6): our FIN first, then read and drop
-        what the client still sends, for a bounded time and size. Closing with
-        its bytes unread would send a reset, which can destroy our last
-        response before the client has read it."""
-        writer = client.writer
-        if writer.is_closing() or not writer.can_write_eof():
-            return
-        writer.write_eof()
-        until = self._loop.time() + seconds
-        left = self.limits.linger_bytes
-        with contextlib.suppress(TimeoutError, OSError):
-            while left > 0:
-                chunk = await client.deadline.wait(reader.read(READ_SIZE), until)
-                if not chunk:
-                    return  # the client closed too: a clean close
-                left -= len(chunk)
-
-    async def _close(self, client: Client) -> None:
-        """Flush and close; a client that will not take the flush is aborted."""
-        writer = client.writer
-        writer.close()
-        try:
-            if writer.transport.get_write_buffer_size():  # the client is behind
-                until = self._loop.time() + self.options.write_timeout
-                await client.deadline.wait(writer.wait_closed(), until)
-        except TimeoutError:
-            writer.transport.abort()
-        except OSError:
-            pass  # it went away by itself
-        except asyncio.CancelledError:
-            writer.transport.abort()  # the loop is closing: see handle_connection
-        finally:
-            client.deadline.cancel()
+        self.access_log.record(client.name, exchange, len(data), client.started())
+        linger = min(REJECT_LINGER, self.options.write_timeout)
+        await client.linger(reader, linger, self.limits.linger_bytes)
 
     # -- starting and stopping -----------------------------------------------------
 
@@ -356,7 +317,7 @@ class AsyncioServer:
         for client in self._connections:
             # Bytes on the socket that the loop has not read yet count as a
             # request received: that connection reads them and answers.
-            if client.waiting and not _has_input(client.writer):
+            if client.waiting and not client.has_input():
                 client.deadline.expire()
         if not await self._connections.wait_empty(self.options.shutdown_timeout):
             log.warning(
@@ -397,27 +358,6 @@ class AsyncioServer:
     def _finish(self, status: int) -> None:
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(status)
-
-
-# -- small helpers -----------------------------------------------------------------
-
-
-def _now(client: Client) -> int:
-    """The start of an exchange for the access log (0: not logging, no clock)."""
-    return time.perf_counter_ns() if client.name != "-" else 0
-
-
-def _client_name(peer: object) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = peer[0], peer[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return "-"
-
-
-def _has_input(writer: asyncio.StreamWriter) -> bool:
-    """Has the client sent bytes the loop has not yet read?"""
-    sock = writer.get_extra_info("socket")
-    return sock is not None and readable(sock)
 
 
 # -- the program ---------------------------------------------------------------------
