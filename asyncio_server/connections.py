@@ -81,14 +81,6 @@ class Client:
             self.deadline.cancel()
 
 
-def peer_name(peer: object) -> str:
-    """``HOST:PORT`` (``[HOST]:PORT`` for IPv6) for the access log."""
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = peer[0], peer[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return "-"
-
-
 class Connections:
     """The set of live connections, the --max-connections count, and a way to
     wait until the set is empty."""

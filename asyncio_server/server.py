@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 
-from asyncio_server.connections import READ_SIZE, Client, Connections, peer_name
+from asyncio_server.connections import READ_SIZE, Client, Connections
 from asyncio_server.loops import (
     AcceptErrorLog,
     LoopUnavailable,
@@ -32,7 +32,7 @@ from common.response import Responder
 from common.routes import Pages, Router
 from common.runtime.cli import Options
 from common.runtime.listener import BACKLOG, defer_accept
-from common.runtime.logs import AccessLog, listening_message, url
+from common.runtime.logs import AccessLog, client_name, listening_message, url
 from common.runtime.resources import raise_open_file_limit
 from common.runtime.signals import STOP_SIGNALS, StopPolicy
 from common.runtime.signals import name as signal_name
@@ -112,7 +112,7 @@ class AsyncioServer:
         """Serve one connection: read, let the core parse, answer, until it closes."""
         name = "-"
         if self.access_log.enabled:
-            name = peer_name(writer.get_extra_info("peername"))
+            name = client_name(writer.get_extra_info("peername"))
         client = self._connections.admit(writer, name)
         try:
             if not client.admitted:

@@ -54,7 +54,7 @@ class Exchange:
     def failure(cls, error: ProtocolError) -> Exchange:
         """The closing exchange for ``error``; bodiless if it answers a HEAD."""
         return cls(
-            request_line="-",
+            request_line=error.request_line or "-",
             reply=error_reply(error),
             keep_alive=False,
             head=error.method == "HEAD",

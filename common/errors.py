@@ -26,6 +26,9 @@ class ProtocolError(Exception):
         The parser sets it so that an error answering a HEAD request carries
         no body (RFC 9110 §9.3.2): a HEAD client does not read one.
         """
+        self.request_line: str | None = None
+        """The failed request's line, for the access log, when it arrived
+        whole and printable (the parser sets it)."""
         self.after_response = False
         """Found in the body of a request already handed out, and so answered:
         it ends the connection with no response of its own (one per request)."""

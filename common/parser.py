@@ -57,6 +57,8 @@ _AUTHORITY_FORM = re.compile(_HOST_NAME + rb":[0-9]+")
 _DIGITS = re.compile(rb"[0-9]+")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _NOT_CRLF = re.compile(rb"[^\r\n]")
+# Printable, with no quote or backslash: safe inside a quoted log field.
+_LOGGABLE = re.compile(rb"[\x21\x23-\x5b\x5d-\x7e]+")
 _TCHARS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED_STRING = (  # RFC 9110 §5.6.4: qdtext and quoted-pair, obs-text included
     rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
@@ -404,6 +406,8 @@ class RequestParser:
             return self._build_request(method, target, version, headers)
         except ProtocolError as error:
             error.method = method
+            if _LOGGABLE.fullmatch(target):
+                error.request_line = f"{method} {target.decode()} {version.value}"
             raise
 
     def _build_request(

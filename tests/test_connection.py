@@ -272,35 +272,50 @@ def test_expect_continue_with_the_body_already_sent_stays_open() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "status_line"),
+    ("data", "status_line", "logged_line"),
     [
-        (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request"),
-        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", "HTTP/1.1 414 URI Too Long"),
+        (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request", "GET / HTTP/1.1"),
+        (
+            b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 414 URI Too Long",
+            "-",  # the line never arrived whole
+        ),
         (
             b"GET / HTTP/1.1\r\n"
             + b"".join(b"X-%d: v\r\n" % i for i in range(101))
             + b"\r\n",
             "HTTP/1.1 431 Request Header Fields Too Large",
+            "GET / HTTP/1.1",
         ),
         (
             b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 99999999\r\n\r\n",
             "HTTP/1.1 413 Content Too Large",
+            "POST / HTTP/1.1",
         ),
-        (b"FOO / HTTP/1.1\r\n" + HOST + b"\r\n", "HTTP/1.1 501 Not Implemented"),
+        (
+            b"FOO / HTTP/1.1\r\n" + HOST + b"\r\n",
+            "HTTP/1.1 501 Not Implemented",
+            "-",  # the line itself is what failed
+        ),
         (
             b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip, chunked\r\n\r\n",
             "HTTP/1.1 501 Not Implemented",
+            "POST / HTTP/1.1",
         ),
-        (b"GET / HTTP/2.0\r\n\r\n", "HTTP/1.1 505 HTTP Version Not Supported"),
+        (
+            b"GET / HTTP/2.0\r\n\r\n",
+            "HTTP/1.1 505 HTTP Version Not Supported",
+            "-",
+        ),
     ],
 )
 def test_a_protocol_error_is_answered_with_its_status_and_closes(
-    data: bytes, status_line: str
+    data: bytes, status_line: str, logged_line: str
 ) -> None:
     conn, found = exchanges(data + request())
     assert len(found) == 1
     exchange = found[0]
-    assert exchange.request_line == "-"
+    assert exchange.request_line == logged_line
     assert not exchange.keep_alive
     assert conn.closed
     response = parse_response(exchange.render(Responder()))
@@ -443,6 +458,25 @@ def test_mid_request_tells_which_deadline_applies() -> None:
     conn.receive(HOST + b"\r\n")
     assert conn.next_exchange() is not None
     assert not conn.mid_request
+
+
+@pytest.mark.parametrize(
+    ("data", "logged"),
+    [
+        (b"GET /a HTTP/1.1\r\n\r\n", "GET /a HTTP/1.1"),  # no Host: 400
+        (
+            b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 9999999\r\n\r\n",
+            "POST / HTTP/1.1",  # 413
+        ),
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", "GET / HTTP/1.1"),  # bad field
+        (b'GET /"x HTTP/1.1\r\n\r\n', "-"),  # a quote would break the log line
+        (b"GET  / HTTP/1.1\r\n" + HOST + b"\r\n", "-"),  # no request line parsed
+    ],
+)
+def test_a_failed_request_is_logged_with_its_line_when_it_came(
+    data: bytes, logged: str
+) -> None:
+    assert only(data).request_line == logged
 
 
 def test_exchange_failure_is_a_closing_exchange() -> None:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 from conftest import ServerFactory
-from support import MODULES, ResponseReader, connect, request
+from support import MODULES, ResponseReader, connect, request, wait_for_count
 
 GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 SLEEP_LOGGED = r" sleeps [\d.]+ s"
@@ -146,6 +146,8 @@ def test_connections_beyond_the_limit_get_503(
             reader = ResponseReader(refused)
             assert reader.read().status == 503
             assert reader.at_eof()
+        # Every response is logged, refusals included (no request line: "-").
+        wait_for_count(server, r'127\.0\.0\.1:\d+ "-" 503 ', 2)
         held.pop().close()
         deadline = time.monotonic() + 5.0
         while (status := request(server.port, "/").status) == 503:

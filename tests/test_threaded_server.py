@@ -87,11 +87,14 @@ def reset_after(port: int, data: bytes) -> None:
 # -- the book's pages ------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("args", "shown"), [((), "4 workers"), (("--workers", "1"), "1 worker")]
+)
 def test_start_up_line_names_the_edition_and_workers(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, args: tuple[str, ...], shown: str
 ) -> None:
-    server = start(server_factory)
-    pattern = rf"Listening on http://127\.0\.0\.1:{server.port} \(threaded, 4 workers\)"
+    server = start(server_factory, *args)
+    pattern = rf"Listening on http://127\.0\.0\.1:{server.port} \(threaded, {shown}\)$"
     server.wait_for_log(pattern)
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from common.errors import RequestTimeout
 from common.runtime.listener import defer_accept
-from common.runtime.tcp import DONTWAIT, RECV_SIZE, discard_input, send_once
+from common.runtime.tcp import DONTWAIT, RECV_SIZE, discard_input
 from threaded.parking import Client, SelectorParking, parking_for
 
 if TYPE_CHECKING:
@@ -248,8 +248,7 @@ class Acceptor:
                 self._accept_resume = now + ACCEPT_PAUSE
                 return
             if server.open_connections >= self._max_connections:
-                send_once(sock, server.busy_response)
-                sock.close()
+                server.refuse(sock, address)
                 continue
             client = server.new_client(sock, address)
             # Its request is usually here already (a client writes as soon as

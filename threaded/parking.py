@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 
 from common.connection import HttpConnection
+from common.runtime.logs import client_name
 
 ONESHOT_AVAILABLE = hasattr(select, "epoll")
 _ONESHOT_READ = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLONESHOT", 0)
@@ -55,8 +56,7 @@ class Client:
         acceptor when it hands the connection to a worker."""
 
     def name(self) -> str:
-        host, port = self.address[0], self.address[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return client_name(self.address)
 
 
 class SelectorParking:

@@ -42,7 +42,13 @@ from common.response import Responder
 from common.routes import Pages, Router
 from common.runtime.cli import Options
 from common.runtime.listener import listen
-from common.runtime.logs import AccessLog, listening_message, url
+from common.runtime.logs import (
+    AccessLog,
+    client_name,
+    listening_message,
+    url,
+    workers_detail,
+)
 from common.runtime.resources import raise_open_file_limit
 from common.runtime.signals import (
     StopPolicy,
@@ -197,10 +203,13 @@ class ThreadedServer:
         self._clients.add(client)
         return client
 
-    @property
-    def busy_response(self) -> bytes:
-        """The 503 for a connection beyond ``--max-connections``."""
-        return self._busy.render(self._responder)
+    def refuse(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        """503 to a connection beyond ``--max-connections``, without waiting."""
+        started = time.perf_counter_ns()
+        sent = send_once(sock, self._busy.render(self._responder))
+        if self._log_access:
+            self._access.record(client_name(address), self._busy, sent, started)
+        sock.close()
 
     def dispatch(self, client: Client) -> None:
         """Queue a connection that has bytes to read, or 503 if all are busy.
@@ -430,7 +439,7 @@ def serve(options: Options, sock: socket.socket | None = None) -> int:
     except PoolCreationError as error:
         print(f"error: cannot start the workers: {error}", file=sys.stderr)
         return 1
-    details = f"{options.workers} workers"
+    details = workers_detail(options.workers)
     on_main = threading.current_thread() is threading.main_thread()
     # Elsewhere signals are the embedding program's business.
     with server.signals_handled() if on_main else contextlib.nullcontext():

@@ -46,6 +46,19 @@ def listening_message(options: Options, port: int, details: str) -> str:
     )
 
 
+def client_name(peer: object) -> str:
+    """``HOST:PORT`` (``[HOST]:PORT`` for IPv6) for the access log; ``-`` if unknown."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return "-"
+
+
+def workers_detail(count: int) -> str:
+    """``1 worker``, ``4 workers``: the threaded edition's start-up detail."""
+    return "1 worker" if count == 1 else f"{count} workers"
+
+
 class AccessLog:
     """One line per response: client, request line, status, bytes, duration."""
 
