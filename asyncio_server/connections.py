@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from asyncio_server.deadline import Deadline
-from common.runtime.tcp import readable
+from common.runtime.tcp import in_flight, readable
 
 READ_SIZE = 65536
 """The most one read takes from a connection (bytes)."""
@@ -63,16 +63,42 @@ class Client:
                     return  # the client closed too: a clean close
                 left -= len(chunk)
 
+    async def drain(self, write_timeout: float) -> bool:
+        """Wait while the client is behind on our replies; False if it took
+        none of them for ``write_timeout``."""
+        return await self._while_taking(self.writer.drain, write_timeout)
+
+    async def _while_taking(
+        self, wait: Callable[[], Awaitable[None]], write_timeout: float
+    ) -> bool:
+        """``await wait()`` while our write backlog shrinks; False once it
+        has not for ``write_timeout`` (no progress: not a total, so a client
+        reading slowly but steadily is served to the end, as nginx's
+        ``send_timeout``)."""
+        transport = self.writer.transport
+        if not transport.get_write_buffer_size():
+            return True
+        sock = self.writer.get_extra_info("socket")
+        backlog = transport.get_write_buffer_size() + in_flight(sock)
+        while True:
+            try:
+                await self.deadline.wait(wait(), self.deadline.after(write_timeout))
+                return True
+            except TimeoutError:
+                # The kernel's unacknowledged bytes count: they shrink as the
+                # client reads, long before the socket has room for ours.
+                left = transport.get_write_buffer_size() + in_flight(sock)
+                if left >= backlog:
+                    return False
+                backlog = left
+
     async def close(self, write_timeout: float) -> None:
         """Flush and close; a client that will not take the flush is aborted."""
         writer = self.writer
-        writer.close()
+        writer.close()  # once what is buffered has gone
         try:
-            if writer.transport.get_write_buffer_size():  # the client is behind
-                until = self.deadline.after(write_timeout)
-                await self.deadline.wait(writer.wait_closed(), until)
-        except TimeoutError:
-            writer.transport.abort()
+            if not await self._while_taking(writer.wait_closed, write_timeout):
+                writer.transport.abort()
         except OSError:
             pass  # it went away by itself
         except asyncio.CancelledError:

@@ -221,14 +221,14 @@ class AsyncioServer:
             self.begin_shutdown()
         # Flow control: a client that does not read cannot make us buffer
         # replies without bound, and reading waits until this returns.
-        if writer.transport.get_write_buffer_size():
-            until = self._loop.time() + self.options.write_timeout
-            try:
-                await client.deadline.wait(writer.drain(), until)
-            except TimeoutError:
-                log.debug("%s: not reading our replies; dropping it", client.name)
-                writer.transport.abort()
-                return False
+        if not await client.drain(self.options.write_timeout):
+            log.info(
+                "Dropped %s: it read nothing for %.1f s (--write-timeout).",
+                client.name,
+                self.options.write_timeout,
+            )
+            writer.transport.abort()
+            return False
         return not closing
 
     async def _refuse(self, client: Client, reader: asyncio.StreamReader) -> None:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from common.runtime.cli import EDITION_MODULES
@@ -167,6 +167,17 @@ def wait_for_count(
 def open_descriptors(server: RunningServer) -> int:
     """How many file descriptors the server process has open (Linux)."""
     return len(os.listdir(f"/proc/{server.process.pid}/fd"))
+
+
+def wait_until(
+    condition: Callable[[], bool], what: Callable[[], str], timeout: float = 10.0
+) -> None:
+    """Poll ``condition`` until it holds; fail with ``what()`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(what())
+        time.sleep(0.05)
 
 
 def connect(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> socket.socket:

@@ -10,13 +10,22 @@ from __future__ import annotations
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 from conftest import ServerFactory
-from support import MODULES, ResponseReader, connect, request, wait_for_count
+from support import (
+    MODULES,
+    ResponseReader,
+    connect,
+    iter_statuses,
+    request,
+    wait_for_count,
+)
 
 GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 SLEEP_LOGGED = r" sleeps [\d.]+ s"
@@ -170,3 +179,35 @@ def test_an_idle_keep_alive_connection_is_closed(
         assert reader.at_eof(timeout=3.0)
         assert 0.25 <= time.monotonic() - started < 1.5
         assert ResponseReader(silent).at_eof(timeout=3.0)
+
+
+def test_a_client_reading_slowly_but_steadily_gets_every_reply(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    """``--write-timeout`` drops a client that takes nothing for that long, not
+    one whose download takes longer than that (nginx's ``send_timeout``)."""
+    server = server_factory(edition, "--write-timeout", "0.3")
+    count = 20000  # about 6 MB of replies, read 64 kB at a time
+    requests = GET * (count - 1) + GET.replace(
+        b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"
+    )
+    received = bytearray()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.settimeout(10.0)
+        sock.connect(("127.0.0.1", server.port))
+        # Sent from a thread: the server may stop reading until we do.
+        sender = threading.Thread(target=sock.sendall, args=(requests,), daemon=True)
+        sender.start()
+        started = time.monotonic()
+        while time.monotonic() - started < 30.0:  # bounded: ~7 s at this pace
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+            time.sleep(0.05)
+        sender.join(timeout=5.0)
+        elapsed = time.monotonic() - started
+    assert list(iter_statuses(bytes(received))) == [200] * count
+    assert elapsed > 1.0  # the download outlasted --write-timeout several times
+    assert "Dropped" not in server.log()

@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from support import (
     launch,
     open_descriptors,
     request,
+    wait_until,
 )
 
 from common.runtime.resources import raise_open_file_limit
@@ -75,17 +75,6 @@ def cpu_seconds(server: RunningServer) -> float:
     with open(f"/proc/{server.process.pid}/stat") as stat:
         fields = stat.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-
-
-def wait_until(
-    condition: Callable[[], bool], what: Callable[[], str], timeout: float = 10.0
-) -> None:
-    """Poll ``condition`` until it holds; fail with ``what()`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(what())
-        time.sleep(0.05)
 
 
 def wait_for_baseline(server: RunningServer, fd_base: int, thread_base: int) -> None:

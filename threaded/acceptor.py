@@ -24,6 +24,7 @@ from common.errors import RequestTimeout
 from common.runtime.listener import defer_accept
 from common.runtime.tcp import DONTWAIT, RECV_SIZE, discard_input
 from threaded.parking import Client, SelectorParking, parking_for
+from threaded.writing import Afterwards, Writers
 
 if TYPE_CHECKING:
     from threaded.server import ThreadedServer
@@ -121,6 +122,13 @@ class Acceptor:
                 sock.close()
             self._selector.close()
             raise
+        self.writers = Writers(
+            self._selector,
+            self.wake,
+            options.write_timeout,
+            self._written,
+            server.close_connection,
+        )
         # Parked clients and their deadlines. Idle ones share one timeout, so
         # insertion order is deadline order and expiry only looks at the
         # front; partial heads keep their own deadline.
@@ -197,6 +205,7 @@ class Acceptor:
                 self._next_partial_check,
                 self._accept_resume,
                 self._next_linger_check,
+                self.writers.next_check,
             )
             timeout = None if deadline == math.inf else max(0.0, deadline - now)
             # Queued jobs and sleeping workers: make sure the queue moves.
@@ -216,8 +225,11 @@ class Acceptor:
                     self._drain_wake()
                     self._track_all(parking.take_back(), now)
                     self._start_lingering(now)
+                    self.writers.take(now)
                 elif isinstance(key.data, _Lingering):
                     self._drop_input(key.data)
+                elif self.writers.owns(key.data):
+                    self.writers.write(key.data, now)
             for client in parking.ready(events):
                 self._dispatch(client)
             if now >= deadline:
@@ -295,6 +307,15 @@ class Acceptor:
         if self._idle.pop(client, None) is None:
             self._partial.pop(client, None)
 
+    def _written(self, client: Client, afterwards: Afterwards, now: float) -> None:
+        """A connection's answers are all sent: park it, or close it."""
+        if afterwards is Afterwards.PARK:
+            self._park(client, now)
+        else:
+            self._server.close_connection(
+                client, linger=afterwards is Afterwards.LINGER
+            )
+
     def _dispatch(self, client: Client) -> None:
         """Bytes arrived on a parked connection: off to a worker."""
         self._unpark(client)
@@ -327,6 +348,8 @@ class Acceptor:
                 self._unpark(client)
                 server.reject(client, client.http.fail(RequestTimeout()))
             self._next_partial_check = min(self._partial.values(), default=math.inf)
+
+        self.writers.expire(now)
 
         if now >= self._accept_resume:
             self._accept_resume = math.inf
@@ -381,6 +404,8 @@ class Acceptor:
         server = self._server
         parking = self.parking
         parking.close()
+        for client, afterwards in self.writers.stop():
+            server.write_in_worker(client, afterwards)  # with the rest, if room
         with self._linger_lock:
             self._stopped = True
         for lingering in list(self._lingering):

@@ -39,7 +39,15 @@ class Client:
     give the next owner a consistent view.
     """
 
-    __slots__ = ("address", "first", "http", "parked", "request_started", "sock")
+    __slots__ = (
+        "address",
+        "first",
+        "http",
+        "parked",
+        "request_started",
+        "sock",
+        "unsent",
+    )
 
     def __init__(
         self, sock: socket.socket, address: tuple[str, int], http: HttpConnection
@@ -54,6 +62,8 @@ class Client:
         self.parked = False
         """Waiting for its next bytes: set by whoever parks it, cleared by the
         acceptor when it hands the connection to a worker."""
+        self.unsent: bytes | memoryview = b""
+        """Answers the socket could not take yet (see :mod:`threaded.writing`)."""
 
     def name(self) -> str:
         return client_name(self.address)

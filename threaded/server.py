@@ -16,9 +16,8 @@ Threads and their jobs:
 
 So an idle or slow client costs a file descriptor, not a worker, while
 ``/sleep`` still costs a worker, which is the point of the book's demo. No
-call on a client socket waits (each passes ``MSG_DONTWAIT``) except a send to
-a client that stops reading, bounded by ``--write-timeout`` and marked with
-the pool's ``blocking()``.
+call on a client socket waits (each passes ``MSG_DONTWAIT``): what a slow
+reader cannot take yet, the acceptor sends on (:mod:`threaded.writing`).
 """
 
 from __future__ import annotations
@@ -66,6 +65,7 @@ from threaded.acceptor import Acceptor, Listener
 from threaded.parking import ONESHOT_AVAILABLE, Client
 from threaded.pool import PoolCreationError
 from threaded.wake import WakeOnDemandPool
+from threaded.writing import Afterwards, send_all
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ class ServerStats:
     """Parked under an idle or head deadline the acceptor keeps."""
     watched: int
     """Registered in the one-shot epoll set (Linux)."""
+    writing: int
+    """Being sent the rest of their answers by the acceptor, costing no worker."""
 
 
 class ThreadedServer:
@@ -161,6 +163,7 @@ class ThreadedServer:
             busy=len(clients) - parked,
             tracked=self._acceptor.tracked,
             watched=self._acceptor.parking.watched,
+            writing=len(self._acceptor.writers),
         )
 
     def request_stop(self) -> None:
@@ -265,23 +268,55 @@ class ThreadedServer:
             return
         try:
             keep_open = self._answer(client, data)
+        except OSError as error:  # reset or broken pipe: the client left
+            logger.debug("Dropped %s: %s", client.name(), error)
+            keep_open, client.unsent = False, b""
+        except Exception:
+            logger.exception("Unexpected error serving %s", client.name())
+            keep_open, client.unsent = False, b""
+        if keep_open:
+            afterwards = Afterwards.PARK
+        elif self._may_have_more(client, data):
+            afterwards = Afterwards.LINGER
+        else:
+            afterwards = Afterwards.CLOSE
+        if not client.unsent:
+            self.finish(client, afterwards)
+        elif not self._acceptor.writers.hand_over(client, afterwards):
+            self.write_in_worker(client, afterwards, queue=False)  # stopping
+
+    def finish(self, client: Client, afterwards: Afterwards) -> None:
+        """Hand a connection back to be parked, or close it."""
+        if afterwards is Afterwards.PARK:
+            self._hand_back(client)
+        else:
+            self.close_connection(client, linger=afterwards is Afterwards.LINGER)
+
+    def write_in_worker(
+        self, client: Client, afterwards: Afterwards, *, queue: bool = True
+    ) -> None:
+        """The plain way to send the rest of an answer: block in a worker
+        (this one, or with ``queue`` a job's) while the client takes it; the
+        shutdown's way, once the acceptor sends nothing more."""
+        if queue:
+            job = partial(self.write_in_worker, client, afterwards, queue=False)
+            if not self.pool.try_execute(job):
+                self.close_connection(client)
+            return
+        try:
+            with self.pool.blocking():
+                send_all(client, self.options.write_timeout)
         except TimeoutError:
             logger.info(
                 "Dropped %s: it read nothing for %.1f s (--write-timeout).",
                 client.name(),
                 self.options.write_timeout,
             )
-            keep_open = False
-        except OSError as error:  # reset or broken pipe: the client left
-            logger.debug("Dropped %s: %s", client.name(), error)
-            keep_open = False
-        except Exception:
-            logger.exception("Unexpected error serving %s", client.name())
-            keep_open = False
-        if keep_open:
-            self._hand_back(client)
+            self.close_connection(client)
+        except OSError:
+            self.close_connection(client)
         else:
-            self.close_connection(client, linger=self._may_have_more(client, data))
+            self.finish(client, afterwards)
 
     def _may_have_more(self, client: Client, data: bytes) -> bool:
         """Could unread bytes be on their way, so that closing now would reset?
@@ -353,28 +388,21 @@ class ThreadedServer:
         *,
         last_word: bool,
     ) -> None:
-        """Send responses in one go; only a client that stops reading makes us wait.
+        """Send responses in one go, never waiting: what the socket cannot
+        take stays in ``client.unsent``, for the acceptor (:mod:`threaded.writing`).
 
         ``last_word``: the connection closes right after, so the bytes may
         wait for the close and leave with its FIN (``MSG_MORE``).
         """
-        if len(answered) == 1:
+        if len(answered) == 1 and not client.unsent:
             data = answered[0][1]
         else:
-            data = b"".join(response for _, response in answered)
-        sock = client.sock
+            data = b"".join([client.unsent, *(response for _, response in answered)])
         try:
-            sent = sock.send(data, LAST_WORD if last_word else DONTWAIT)
+            sent = client.sock.send(data, LAST_WORD if last_word else DONTWAIT)
         except BlockingIOError:
             sent = 0
-        if sent < len(data):
-            # The rest, blocking, but for --write-timeout at most in total.
-            sock.settimeout(self.options.write_timeout)
-            try:
-                with self.pool.blocking():
-                    sock.sendall(memoryview(data)[sent:])
-            finally:
-                sock.settimeout(None)
+        client.unsent = memoryview(data)[sent:] if sent < len(data) else b""
         if self._log_access:
             name = client.name()
             for exchange, response in answered:

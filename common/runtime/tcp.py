@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import select
 import socket
+import struct
+import termios
 
 _CORK = getattr(socket, "TCP_CORK", None)
+_OUTQ = getattr(termios, "TIOCOUTQ", None)  # SIOCOUTQ on a TCP socket (Linux)
 
 RECV_SIZE = 65536
 """Bytes read per ``recv``: several pipelined requests, or a whole head."""
@@ -65,4 +69,20 @@ def send_once(sock: socket.socket, data: bytes) -> int:
         discard_input(sock)
         return sock.send(data, LAST_WORD)
     except OSError:
+        return 0
+
+
+def in_flight(sock: object) -> int:
+    """Bytes written to ``sock`` that the client has not yet acknowledged.
+
+    What a write timeout watches for progress: a client reading slowly
+    shrinks it long before the socket turns writable again (Linux waits
+    until a third of a send buffer of megabytes is free). 0 where unknown.
+    """
+    fileno = getattr(sock, "fileno", None)
+    if _OUTQ is None or fileno is None:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fileno(), _OUTQ, b"\0" * 4))[0])
+    except (OSError, ValueError):  # closed, or not a TCP socket
         return 0
