@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from asyncio_server.deadline import Deadline
+from common.connection import HttpConnection
 from common.runtime.tcp import in_flight, readable
 
 READ_SIZE = 65536
@@ -42,6 +43,47 @@ class Client:
         """Has the client sent bytes the loop has not yet read?"""
         sock = self.writer.get_extra_info("socket")
         return sock is not None and readable(sock)
+
+    async def sleep(
+        self,
+        delay: float,
+        reader: asyncio.StreamReader,
+        conn: HttpConnection,
+        watch_bytes: int,
+    ) -> bool:
+        """``await asyncio.sleep(delay)``, the book's ``/sleep`` — cut short if
+        the client closes or resets meanwhile; True if it did.
+
+        Watching means reading: what the client pipelines meanwhile goes to
+        ``conn``, up to ``watch_bytes``; past that the sleep is plain.
+        """
+        sleeper = asyncio.ensure_future(asyncio.sleep(delay))
+        watcher: asyncio.Future[bytes] | None = None
+        taken = 0
+        try:
+            while taken < watch_bytes:
+                watcher = asyncio.ensure_future(reader.read(READ_SIZE))
+                await asyncio.wait(
+                    (sleeper, watcher), return_when=asyncio.FIRST_COMPLETED
+                )
+                if not watcher.done():
+                    return False  # slept the whole delay
+                try:
+                    data = watcher.result()
+                except OSError:
+                    return True  # reset
+                if not data:
+                    return True  # closed
+                conn.receive(data)
+                taken += len(data)
+            await sleeper
+            return False
+        finally:
+            sleeper.cancel()
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
+                # Let it unwind: the stream allows one waiting read at a time.
+                await asyncio.wait((watcher,))
 
     async def linger(
         self, reader: asyncio.StreamReader, seconds: float, max_bytes: int

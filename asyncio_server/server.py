@@ -154,13 +154,15 @@ class AsyncioServer:
                     return True
                 return False
             conn.receive(data)  # b"": the client has finished sending
-            keep_open = await self._answer(client, conn)
+            keep_open = await self._answer(client, conn, reader)
             if not data:
                 return False
             if not keep_open:
                 return not conn.consumed  # an error, or requests after a close
 
-    async def _answer(self, client: Client, conn: HttpConnection) -> bool:
+    async def _answer(
+        self, client: Client, conn: HttpConnection, reader: asyncio.StreamReader
+    ) -> bool:
         """Answer every complete request received, in order; False to close."""
         answered = 0
         while (exchange := conn.next_exchange()) is not None:
@@ -174,8 +176,15 @@ class AsyncioServer:
                 )
                 client.sleeping = True
                 # Where the threaded edition's worker blocks, this one awaits.
-                await asyncio.sleep(exchange.reply.delay)
+                departed = await client.sleep(
+                    exchange.reply.delay, reader, conn, self.limits.max_header_bytes
+                )
                 client.sleeping = False
+                if departed:
+                    self.access_log.record(
+                        client.name, exchange, 0, started, departed=True
+                    )
+                    return False
             if not await self._send(client, exchange, started):
                 return False
             answered += 1
@@ -224,7 +233,7 @@ class AsyncioServer:
         if not await client.drain(self.options.write_timeout):
             log.info(
                 "Dropped %s: it read nothing for %.1f s (--write-timeout).",
-                client.name,
+                client_name(writer.get_extra_info("peername")),
                 self.options.write_timeout,
             )
             writer.transport.abort()

@@ -323,17 +323,14 @@ class RequestParser:
             return None
         self._scanned = 0
         cache = self._cache
-        if cache is None:
-            _refuse_bare_lf(buf, body_start)
-            head = bytes(buf[:head_end])
-            del buf[:body_start]
-            return self._parse_complete_head(head)
         key = bytes(buf[:body_start])  # the head and its blank line
+        if cache is None:
+            del buf[:body_start]
+            return self._parse_complete_head(key, head_end)
         request = cache.get(key)  # a head remembered was checked when first seen
         if request is None:
-            _refuse_bare_lf(key, body_start)
             del buf[:body_start]
-            request = self._parse_complete_head(key[:head_end])
+            request = self._parse_complete_head(key, head_end)
             cache.put(key, request)  # kept only if bodiless
         else:
             del buf[:body_start]
@@ -384,8 +381,14 @@ class RequestParser:
                 f"header section larger than {limits.max_header_bytes} bytes"
             )
 
-    def _parse_complete_head(self, head: bytes) -> Request:
+    def _parse_complete_head(self, key: bytes, head_end: int) -> Request:
+        """``key``: the head and its blank line, which starts at ``head_end``.
+
+        The size limits first, as :meth:`_check_incomplete_head` applies
+        them, so that the status never depends on how the bytes were split.
+        """
         limits = self._limits
+        head = key[:head_end]
         request_line, _, header_block = head.partition(b"\n")
         request_line = request_line.removesuffix(b"\r")
         if len(request_line) > limits.max_request_line:
@@ -400,6 +403,7 @@ class RequestParser:
             raise HeaderFieldsTooLarge(
                 f"header section larger than {limits.max_header_bytes} bytes"
             )
+        _refuse_bare_lf(key, len(key))
         method, target, version = _parse_request_line(request_line)
         try:
             headers = _parse_fields(header_block, limits.max_header_count)

@@ -23,6 +23,10 @@ class Case:
     data: bytes
     statuses: tuple[int, ...]
     """Status of every response the server sends, in order."""
+    waits: bool = False
+    """It asks for a delayed reply (``/sleep``): the client keeps its sending
+    side open and asks for ``Connection: close`` instead, since a client that
+    half-closes during the delay is taken to have left."""
 
     @property
     def id(self) -> str:
@@ -34,11 +38,12 @@ def get(path: str = "/", extra: bytes = b"", version: bytes = b"HTTP/1.1") -> by
 
 
 BIG = 8 * 1024
+CLOSE = b"Connection: close\r\n"
 
 CASES: tuple[Case, ...] = (
     # -- routes and methods (RFC 9110 §9) -------------------------------------
     Case("get-root", "RFC 9110 §9.3.1", get("/"), (200,)),
-    Case("get-sleep", "RFC 9110 §9.3.1", get("/sleep"), (200,)),
+    Case("get-sleep", "RFC 9110 §9.3.1", get("/sleep", CLOSE), (200,), waits=True),
     Case("get-missing", "RFC 9110 §15.5.5", get("/nope"), (404,)),
     Case("get-favicon", "RFC 9110 §15.5.5", get("/favicon.ico"), (404,)),
     Case("head-root", "RFC 9110 §9.3.2", b"HEAD / HTTP/1.1\r\n" + H + b"\r\n", (200,)),
@@ -98,8 +103,16 @@ CASES: tuple[Case, ...] = (
     ),
     # -- targets (RFC 9112 §3.2) --------------------------------------------------
     Case("query-string", "RFC 9112 §3.2.1", get("/?x=1"), (200,)),
-    Case("sleep-query", "RFC 9112 §3.2.1", get("/sleep?x=1&y=2"), (200,)),
-    Case("percent-encoded", "RFC 3986 §2.3", get("/%73leep"), (200,)),
+    Case(
+        "sleep-query",
+        "RFC 9112 §3.2.1",
+        get("/sleep?x=1&y=2", CLOSE),
+        (200,),
+        waits=True,
+    ),
+    Case(
+        "percent-encoded", "RFC 3986 §2.3", get("/%73leep", CLOSE), (200,), waits=True
+    ),
     Case(
         "absolute-form",
         "RFC 9112 §3.2.2",

@@ -267,17 +267,22 @@ def iter_statuses(raw: bytes) -> Iterator[int]:
         yield int(match.group(1))
 
 
-def exchange_raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+def exchange_raw(
+    port: int, data: bytes, timeout: float = 10.0, *, half_close: bool = True
+) -> bytes:
     """Send ``data``, half-close, and return all the server sent before closing.
 
     The half-close tells the server nothing more is coming, so it answers
     what it has and closes; a send cut short by an early close still reads
-    whatever answer the server managed to send.
+    whatever answer the server managed to send. Without ``half_close`` (for
+    ``/sleep``, whose client must not seem to leave), ``data`` itself must
+    end the connection (``Connection: close``).
     """
     with connect(port, timeout=timeout) as sock:
         try:
             sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass
         return read_until_close(sock)

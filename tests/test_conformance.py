@@ -16,7 +16,7 @@ def test_case(
     case: Case, edition: str, shared_servers: dict[str, RunningServer]
 ) -> None:
     port = shared_servers[edition].port
-    raw = exchange_raw(port, case.data)
+    raw = exchange_raw(port, case.data, half_close=not case.waits)
     assert tuple(iter_statuses(raw)) == case.statuses, (case.rfc, raw[:300])
     assert request(port, "/").status == 200, "server stopped serving after the case"
 

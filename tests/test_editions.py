@@ -11,6 +11,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from support import (
     MODULES,
     ResponseReader,
     connect,
+    count_lines,
     iter_statuses,
     request,
     wait_for_count,
@@ -211,3 +213,27 @@ def test_a_client_reading_slowly_but_steadily_gets_every_reply(
     assert list(iter_statuses(bytes(received))) == [200] * count
     assert elapsed > 1.0  # the download outlasted --write-timeout several times
     assert "Dropped" not in server.log()
+
+
+def test_clients_that_leave_during_sleep_free_its_worker_and_are_logged_499(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    """A ``/sleep`` whose client has closed (or reset) ends at once: nobody
+    waits behind it, and the access log says 499, not a 200 nobody got."""
+    server = server_factory(edition, "--sleep-seconds", "3", "--log-level", "debug")
+    leavers = [connect(server.port) for _ in range(20)]
+    for sock in leavers:
+        sock.sendall(b"GET /sleep HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    wait_for_count(server, SLEEP_LOGGED, 4)  # the threaded edition's four workers
+    for index, sock in enumerate(leavers):
+        if index % 2:  # half of them reset rather than close
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+        sock.close()
+    # Before a single 3 s delay is over, let alone five waves of them.
+    started = time.monotonic()
+    assert request(server.port, "/", timeout=2.5).status == 200
+    assert time.monotonic() - started < 2.5
+    wait_for_count(server, r'"GET /sleep HTTP/1\.1" 499 0 ', 20)
+    assert count_lines(server, r'"GET /sleep HTTP/1\.1" 200 ') == 0

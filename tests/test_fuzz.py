@@ -24,7 +24,7 @@ import itertools
 import time
 from dataclasses import dataclass
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from common.connection import HttpConnection
@@ -177,6 +177,9 @@ def drain(limits: Limits, pieces: list[bytes]) -> Drained:
 
 @SETTINGS
 @given(limits=LIMITS, stream=STREAMS, cuts=CUTS)
+# Too large and ending in a bare LF: 431 whether or not the LF came apart
+# (the size was once checked after the line ends only in a whole head).
+@example(limits=SMALL, stream=b"X-A: b\r\n" * 22 + b"\n", cuts=[176])
 def test_a_drained_parser_holds_at_most_one_head(
     limits: Limits, stream: bytes, cuts: list[int]
 ) -> None:

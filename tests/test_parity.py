@@ -81,8 +81,13 @@ def test_a_large_body_does_not_cost_the_client_its_answer(
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_same_bytes(case: Case, shared_servers: dict[str, RunningServer]) -> None:
-    threaded = exchange_raw(shared_servers["threaded"].port, case.data)
-    asyncio = exchange_raw(shared_servers["asyncio"].port, case.data)
+    half_close = not case.waits
+    threaded = exchange_raw(
+        shared_servers["threaded"].port, case.data, half_close=half_close
+    )
+    asyncio = exchange_raw(
+        shared_servers["asyncio"].port, case.data, half_close=half_close
+    )
     assert threaded, "threaded sent nothing"
     assert without_date(threaded) == without_date(asyncio)
 
@@ -95,7 +100,7 @@ def _sleep_at_once(port: int, count: int) -> tuple[list[float], list[bytes]]:
 
     def one(index: int) -> None:
         started = time.monotonic()
-        answers[index] = exchange_raw(port, data)
+        answers[index] = exchange_raw(port, data, half_close=False)
         times[index] = time.monotonic() - started
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]

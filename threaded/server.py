@@ -60,6 +60,7 @@ from common.runtime.tcp import (
     LAST_WORD,
     RECV_SIZE,
     send_once,
+    sleep_unless_departed,
 )
 from threaded.acceptor import Acceptor, Listener
 from threaded.parking import ONESHOT_AVAILABLE, Client
@@ -267,19 +268,13 @@ class ThreadedServer:
             self.close_connection(client)
             return
         try:
-            keep_open = self._answer(client, data)
+            afterwards = self._answer(client, data)
         except OSError as error:  # reset or broken pipe: the client left
             logger.debug("Dropped %s: %s", client.name(), error)
-            keep_open, client.unsent = False, b""
+            afterwards, client.unsent = Afterwards.CLOSE, b""
         except Exception:
             logger.exception("Unexpected error serving %s", client.name())
-            keep_open, client.unsent = False, b""
-        if keep_open:
-            afterwards = Afterwards.PARK
-        elif self._may_have_more(client, data):
-            afterwards = Afterwards.LINGER
-        else:
-            afterwards = Afterwards.CLOSE
+            afterwards, client.unsent = Afterwards.CLOSE, b""
         if not client.unsent:
             self.finish(client, afterwards)
         elif not self._acceptor.writers.hand_over(client, afterwards):
@@ -318,20 +313,24 @@ class ThreadedServer:
         else:
             self.finish(client, afterwards)
 
-    def _may_have_more(self, client: Client, data: bytes) -> bool:
-        """Could unread bytes be on their way, so that closing now would reset?
+    def _closing(self, client: Client, data: bytes) -> Afterwards:
+        """How to close: in stages if unread bytes could be on their way
+        (closing at once would reset)?
 
         Not after the client closed, nor after it asked us to close once
         everything it sent was a whole request (RFC 9112 §9.6: it sends no
         more); the read that proves it costs a system call per connection.
         Shutting down, a client may have pipelined more.
         """
-        if not data:
-            return False
-        return self.stop_requested or len(data) == RECV_SIZE or not client.http.consumed
+        if data and (
+            self.stop_requested or len(data) == RECV_SIZE or not client.http.consumed
+        ):
+            return Afterwards.LINGER
+        return Afterwards.CLOSE
 
-    def _answer(self, client: Client, data: bytes) -> bool:
-        """Answer every complete request in the buffer; True to keep the connection.
+    def _answer(self, client: Client, data: bytes) -> Afterwards:
+        """Answer every complete request in the buffer; then what to do with
+        the connection.
 
         Responses to pipelined requests go out together, in one ``send``,
         except that those ready before a ``/sleep`` are sent before sleeping.
@@ -352,14 +351,16 @@ class ThreadedServer:
                     if pending:
                         self._send(client, pending, started, last_word=False)
                         pending = []
-                    logger.debug(
-                        "%s sleeps %.1f s for %s.",
-                        threading.current_thread().name,
-                        delay,
-                        client.name(),
-                    )
-                    with self.pool.blocking():
-                        time.sleep(delay)  # the book's /sleep: this worker is busy
+                    if self._sleep(client, delay):  # the client has gone
+                        if self._log_access:
+                            name = client.name()
+                            self._access.record(
+                                name, exchange, 0, started, departed=True
+                            )
+                        client.unsent = b""
+                        if spent:
+                            self.request_stop()
+                        return Afterwards.CLOSE
                 spent = self._budget.spend() or spent
                 # Shutting down: the last answer says Connection: close.
                 closing = index == last and (spent or self.stop_requested)
@@ -372,13 +373,25 @@ class ThreadedServer:
                 if spent:  # after the answer and its log line, as the book's take(2)
                     self.request_stop()
             if last_word:
-                return False
+                return self._closing(client, data)
         if not data:  # the client closed its side
-            return False
+            return Afterwards.CLOSE
         client.request_started = (
             (client.request_started or time.monotonic()) if http.mid_request else None
         )
-        return True
+        return Afterwards.PARK
+
+    def _sleep(self, client: Client, delay: float) -> bool:
+        """The book's ``/sleep``: this worker is busy for ``delay`` seconds —
+        unless the client leaves meanwhile (True): then it is free at once."""
+        logger.debug(
+            "%s sleeps %.1f s for %s.",
+            threading.current_thread().name,
+            delay,
+            client.name(),
+        )
+        with self.pool.blocking():
+            return sleep_unless_departed(client.sock, delay)
 
     def _send(
         self,

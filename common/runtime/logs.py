@@ -59,6 +59,10 @@ def workers_detail(count: int) -> str:
     return "1 worker" if count == 1 else f"{count} workers"
 
 
+CLIENT_CLOSED_REQUEST = 499
+"""nginx's status for a request whose client left before its answer."""
+
+
 class AccessLog:
     """One line per response: client, request line, status, bytes, duration."""
 
@@ -66,8 +70,21 @@ class AccessLog:
         self._logger = logging.getLogger(ACCESS_LOGGER)
         self.enabled = enabled
 
-    def record(self, client: str, exchange: Exchange, sent: int, started: int) -> None:
-        """Log one exchange; ``started`` is ``time.perf_counter_ns()`` at its start."""
+    def record(
+        self,
+        client: str,
+        exchange: Exchange,
+        sent: int,
+        started: int,
+        *,
+        departed: bool = False,
+    ) -> None:
+        """Log one exchange; ``started`` is ``time.perf_counter_ns()`` at its start.
+
+        ``departed``: the client left before its answer was ready, and the
+        line says 499 (nginx's "client closed request"), not what we would
+        have sent.
+        """
         if not self.enabled or not self._logger.isEnabledFor(logging.INFO):
             return
         millis = (time.perf_counter_ns() - started) / 1e6
@@ -75,7 +92,7 @@ class AccessLog:
             '%s "%s" %d %d %.1fms',
             client,
             exchange.request_line,
-            exchange.reply.status.value,
+            CLIENT_CLOSED_REQUEST if departed else exchange.reply.status.value,
             sent,
             millis,
         )

@@ -8,9 +8,11 @@ import select
 import socket
 import struct
 import termios
+import time
 
 _CORK = getattr(socket, "TCP_CORK", None)
 _OUTQ = getattr(termios, "TIOCOUTQ", None)  # SIOCOUTQ on a TCP socket (Linux)
+_RDHUP = getattr(select, "POLLRDHUP", 0)  # the peer closed its side (Linux)
 
 RECV_SIZE = 65536
 """Bytes read per ``recv``: several pipelined requests, or a whole head."""
@@ -86,3 +88,19 @@ def in_flight(sock: object) -> int:
         return int(struct.unpack("i", fcntl.ioctl(fileno(), _OUTQ, b"\0" * 4))[0])
     except (OSError, ValueError):  # closed, or not a TCP socket
         return 0
+
+
+def sleep_unless_departed(sock: socket.socket, seconds: float) -> bool:
+    """``time.sleep(seconds)``, cut short if the client closes or resets the
+    connection meanwhile; True if it did (its answer has no one to go to).
+
+    ``POLLRDHUP`` sees the client's FIN even behind bytes it pipelined, so a
+    client that sent more requests and waits is not taken for gone. Where it
+    does not exist, this is ``time.sleep``.
+    """
+    if not _RDHUP:
+        time.sleep(seconds)
+        return False
+    poller = select.poll()
+    poller.register(sock, _RDHUP)  # POLLERR and POLLHUP are always reported
+    return bool(poller.poll(seconds * 1000))
