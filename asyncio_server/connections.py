@@ -30,8 +30,11 @@ class Client:
     name: str
     admitted: bool
     """Counted against --max-connections (refused ones are not)."""
-    waiting: bool = True
-    """Waiting for a request (or the rest of its head): shutdown may close it."""
+    waiting: bool = False
+    """Waiting for a request (or the rest of its head): shutdown may close
+    it, and so may a newcomer at the connection limit."""
+    partial: bool = False
+    """Waiting for the rest of a head, not for a new request."""
     sleeping: bool = False
     """Waiting out a reply's delay (``/sleep``)."""
 
@@ -156,20 +159,40 @@ class Connections:
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self._loop = loop
         self._limit = limit
-        self._clients: set[Client] = set()
+        # In the order they came (a dict: a set has none), the oldest first.
+        self._clients: dict[Client, None] = {}
         self._admitted = 0
         self._emptied: asyncio.Future[None] | None = None
 
     def admit(self, writer: asyncio.StreamWriter, name: str) -> Client:
         """Track a new connection; not admitted when it is one too many (503)."""
-        admitted = self._admitted < self._limit
+        admitted = self._admitted < self._limit or self._shed()
         self._admitted += admitted
         client = Client(writer, Deadline(self._loop), name, admitted)
-        self._clients.add(client)
+        self._clients[client] = None
         return client
 
+    def _shed(self) -> bool:
+        """At the limit, make room for a newcomer by ending the connection
+        cheapest to lose: the oldest idle one (closed silently), else the
+        oldest incomplete head (408). False if there is none: every connection
+        is busy, and the newcomer gets 503. So clients that hold connections
+        open doing nothing cannot lock users out."""
+        victim: Client | None = None
+        for client in self._clients:
+            if client.waiting and client.admitted:
+                if not client.partial:
+                    victim = client  # idle: the cheapest of all
+                    break
+                victim = victim or client
+        if victim is None:
+            return False
+        victim.waiting = False  # not chosen twice
+        victim.deadline.expire()  # its wait ends as if its deadline had passed
+        return True
+
     def forget(self, client: Client) -> None:
-        self._clients.discard(client)
+        self._clients.pop(client, None)
         self._admitted -= client.admitted
         if not self._clients and self._emptied and not self._emptied.done():
             self._emptied.set_result(None)

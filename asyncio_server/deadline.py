@@ -57,7 +57,8 @@ class Deadline:
         return self._loop.time() + seconds
 
     def expire(self) -> None:
-        """End the wait in progress now (if any): the server is stopping."""
+        """End the wait in progress now (if any): the server is stopping, or
+        needs the connection's room."""
         if self._when != math.inf:
             self._set(self._loop.time())
 

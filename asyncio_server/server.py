@@ -143,7 +143,7 @@ class AsyncioServer:
             else:
                 head_by = math.inf
                 until = now + self.options.keep_alive_timeout
-            client.waiting = True
+            client.waiting, client.partial = True, conn.mid_request
             data = await self._receive(client, reader, until)
             client.waiting = False
             if data is None:  # the deadline passed, or the server is stopping
@@ -256,7 +256,7 @@ class AsyncioServer:
         """Listen; return the real port (useful with port 0)."""
         # Kept, not asked for: get_running_loop() costs a getpid() on 3.11.
         self._loop = loop = asyncio.get_running_loop()
-        self._connections = Connections(loop, self.options.max_connections)
+        self._connections = Connections(loop, self.options.connection_limit())
         self._stopped = loop.create_future()
         if loop.get_exception_handler() is None:
             loop.set_exception_handler(AcceptErrorLog())

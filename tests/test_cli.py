@@ -32,7 +32,7 @@ def test_threaded_defaults() -> None:
         keep_alive_timeout=5.0,
         header_timeout=10.0,
         write_timeout=10.0,
-        max_connections=1024,
+        max_connections=None,
         max_requests=None,
         shutdown_timeout=10.0,
         workers=4,

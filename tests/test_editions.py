@@ -139,15 +139,26 @@ def test_a_slowloris_head_gets_408_on_time(
     assert 0.4 <= elapsed < 1.5
 
 
-def test_connections_beyond_the_limit_get_503(
+SLEEP = b"GET /sleep HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+def test_connections_beyond_the_limit_get_503_when_all_are_busy(
     edition: str, server_factory: ServerFactory
 ) -> None:
-    server = server_factory(edition, "--max-connections", "2")
+    server = server_factory(
+        edition,
+        "--max-connections",
+        "2",
+        "--sleep-seconds",
+        "30",
+        "--log-level",
+        "debug",
+    )
     held = [connect(server.port) for _ in range(2)]
     try:
         for sock in held:
-            sock.sendall(GET)
-            assert ResponseReader(sock).read().status == 200
+            sock.sendall(SLEEP)
+        wait_for_count(server, SLEEP_LOGGED, 2)
         response = request(server.port, "/")
         assert response.status == 503
         assert response.header("retry-after") == "1"
@@ -159,7 +170,7 @@ def test_connections_beyond_the_limit_get_503(
             assert reader.at_eof()
         # Every response is logged, refusals included (no request line: "-").
         wait_for_count(server, r'127\.0\.0\.1:\d+ "-" 503 ', 2)
-        held.pop().close()
+        held.pop().close()  # its sleep ends with it
         deadline = time.monotonic() + 5.0
         while (status := request(server.port, "/").status) == 503:
             assert time.monotonic() < deadline, "the freed slot was never reused"
@@ -167,6 +178,41 @@ def test_connections_beyond_the_limit_get_503(
     finally:
         for sock in held:
             sock.close()
+
+
+@pytest.mark.parametrize("kind", ["idle", "incomplete head"])
+def test_at_the_limit_a_connection_doing_nothing_makes_room(
+    edition: str, kind: str, server_factory: ServerFactory
+) -> None:
+    """A newcomer is not refused while a connection is only waiting: the
+    oldest idle one is closed silently, else an incomplete head gets 408."""
+    server = server_factory(
+        edition,
+        "--max-connections",
+        "2",
+        "--sleep-seconds",
+        "30",
+        "--log-level",
+        "debug",
+    )
+    with connect(server.port) as busy, connect(server.port) as waiting:
+        busy.sendall(SLEEP)
+        wait_for_count(server, SLEEP_LOGGED, 1)
+        reader = ResponseReader(waiting)
+        if kind == "idle":
+            waiting.sendall(GET)
+            assert reader.read().status == 200
+        else:
+            waiting.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")  # no blank line
+        # The newcomer. A connection is busy, not waiting, until its worker
+        # has parked it (threaded), so allow it a moment: a few tries.
+        deadline = time.monotonic() + 2.0
+        while (status := request(server.port, "/").status) == 503:
+            assert time.monotonic() < deadline, "refused while a connection waited"
+        assert status == 200
+        if kind == "incomplete head":
+            assert reader.read().status == 408
+        assert reader.at_eof()  # closed, and nothing (more) said
 
 
 def test_an_idle_keep_alive_connection_is_closed(

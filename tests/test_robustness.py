@@ -12,6 +12,7 @@ Linux only: everything here reads ``/proc/PID``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -438,6 +439,41 @@ def test_twice_max_connections_at_once(
     assert server.process.poll() is None
     assert growth < 30, f"RSS grew {growth:.1f} MiB"
     assert request(server.port, "/").status == 200
+    assert_clean_log(server)
+
+
+@pytest.mark.parametrize(
+    ("cap", "attackers"), [("100", 400), (None, 3000)], ids=["cap-100", "default-cap"]
+)
+def test_slowloris_past_the_limit_locks_no_user_out(
+    edition: str, cap: str | None, attackers: int, server_factory: ServerFactory
+) -> None:
+    """Connections holding incomplete heads are shed (408) before anyone gets
+    503; and the default limit follows the open-file limit, not 1024."""
+    raise_open_file_limit()  # this process holds the attackers' sockets
+    args = ["--no-access-log", "--header-timeout", "60"]
+    server = server_factory(
+        edition, *args, *(["--max-connections", cap] if cap else [])
+    )
+    held: list[socket.socket] = []
+    statuses: list[int] = []
+    try:
+        for index in range(attackers):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10.0)
+            held.append(sock)
+            with contextlib.suppress(OSError):  # shed already
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            if index % 20 == 19:
+                # Paced, as slowhttptest opens them (-r, 50 a second by
+                # default): a burst would be busy in the workers, not waiting.
+                time.sleep(0.01)
+            if index % 100 == 99:
+                statuses.append(request(server.port, "/").status)
+        statuses += [request(server.port, "/").status for _ in range(10)]
+    finally:
+        for sock in held:
+            sock.close()
+    assert statuses == [200] * len(statuses)
     assert_clean_log(server)
 
 

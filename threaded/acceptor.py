@@ -102,7 +102,7 @@ class Acceptor:
         options = server.options
         self._keep_alive = options.keep_alive_timeout
         self._header_timeout = options.header_timeout
-        self._max_connections = options.max_connections
+        self._max_connections = options.connection_limit()
         try:
             self._wake_r, self.wake_w = socket.socketpair()
         except OSError:
@@ -259,7 +259,7 @@ class Acceptor:
                 self._selector.unregister(listener)
                 self._accept_resume = now + ACCEPT_PAUSE
                 return
-            if server.open_connections >= self._max_connections:
+            if server.open_connections >= self._max_connections and not self._shed(now):
                 server.refuse(sock, address)
                 continue
             client = server.new_client(sock, address)
@@ -276,6 +276,25 @@ class Acceptor:
                 server.close_connection(client)
                 continue
             server.dispatch(client)
+
+    def _shed(self, now: float) -> bool:
+        """At the connection limit, make room for a newcomer by closing the
+        connection cheapest to lose: the longest-parked idle one (silently),
+        else the longest-parked incomplete head (408). False if there is none:
+        every connection is busy, and the newcomer gets 503. So clients that
+        hold connections open doing nothing cannot lock users out."""
+        self._track_all(self.parking.take_back(), now)  # the latest hand-backs
+        if self._idle:
+            client = next(iter(self._idle))
+            self._unpark(client)
+            self._server.close_connection(client)
+            return True
+        if self._partial:
+            client = next(iter(self._partial))
+            self._unpark(client)
+            self._server.reject(client, client.http.fail(RequestTimeout()))
+            return True
+        return False
 
     # -- parking and deadlines ------------------------------------------------------
 

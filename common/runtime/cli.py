@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from common.limits import Limits
+from common.runtime.resources import connection_cap
 
 _DEFAULTS = Limits()
 
@@ -63,13 +64,21 @@ class Options:
     keep_alive_timeout: float = _DEFAULTS.keep_alive_timeout
     header_timeout: float = _DEFAULTS.header_timeout
     write_timeout: float = _DEFAULTS.write_timeout
-    max_connections: int = 1024
+    max_connections: int | None = None
+    """None: what the open-file limit allows (:meth:`connection_limit`)."""
     max_requests: int | None = None
     shutdown_timeout: float = 10.0
     workers: int = 4
     queue_size: int = 1024
     loop: LoopChoice = LoopChoice.AUTO
     processes: int = 1
+
+    def connection_limit(self) -> int:
+        """``--max-connections``, or by default what the open-file limit
+        (raised at start-up) leaves room for."""
+        if self.max_connections is not None:
+            return self.max_connections
+        return connection_cap()
 
     def limits(self) -> Limits:
         """The protocol limits with this command line's timeouts."""
@@ -190,13 +199,17 @@ def build_parser(edition: Edition) -> argparse.ArgumentParser:
         "--write-timeout",
         type=_seconds,
         default=_DEFAULTS.write_timeout,
-        help="drop a client that accepts none of a response for this long",
+        help="drop a client that takes none of its answers for this long",
     )
     add(
         "--max-connections",
         type=_count,
-        default=1024,
-        help="answer 503 to connections beyond this many",
+        default=None,
+        help=(
+            "answer 503 to connections beyond this many, once no idle or"
+            " incomplete one is left to close (default: the open-file limit"
+            " less a tenth)"
+        ),
     )
     add(
         "--max-requests",
@@ -249,7 +262,9 @@ def parse_options(edition: Edition, argv: Sequence[str] | None = None) -> Option
         keep_alive_timeout=args.keep_alive_timeout,
         header_timeout=args.header_timeout,
         write_timeout=args.write_timeout,
-        max_connections=int(args.max_connections),
+        max_connections=(
+            None if args.max_connections is None else int(args.max_connections)
+        ),
         max_requests=None if args.max_requests is None else int(args.max_requests),
         shutdown_timeout=args.shutdown_timeout,
         workers=int(args.workers) if threaded else 4,

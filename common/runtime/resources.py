@@ -1,11 +1,11 @@
 """Process resources both editions set up at start-up: the open-file limit.
 
 Every connection costs a file descriptor, in both editions. Many systems
-start a process with a soft limit of 1024 open files — no more than the
-default ``--max-connections`` — although the hard limit allows far more, so
-a server that does not raise it runs out of descriptors (``accept`` fails
-with EMFILE) long before its own connection limit. Raising the soft limit
-up to the hard one needs no privilege.
+start a process with a soft limit of 1024 open files although the hard limit
+allows far more, so a server that does not raise it runs out of descriptors
+(``accept`` fails with EMFILE) long before it runs out of anything else.
+Raising the soft limit up to the hard one needs no privilege; the default
+``--max-connections`` is then what that limit leaves room for.
 """
 
 from __future__ import annotations
@@ -65,3 +65,19 @@ def raise_open_file_limit() -> int | None:
         "unlimited" if hard == unlimited else hard,
     )
     return soft
+
+
+UNLIMITED_CAP = 65536
+"""The default connection limit when the open-file limit is unlimited."""
+
+
+def connection_cap() -> int:
+    """The default ``--max-connections``: the soft open-file limit less a
+    tenth (at least 64) for the rest — listener, logs, the wake-up pipes and
+    epoll sets, and closes still lingering."""
+    if resource is None:  # pragma: no cover - not on Windows
+        return UNLIMITED_CAP
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return UNLIMITED_CAP
+    return max(1, soft - max(64, soft // 10))
