@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -183,6 +184,24 @@ def wait_until(
 def connect(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def pipeline_without_reading(port: int) -> socket.socket:
+    """A client that sends ~700 kB of pipelined GETs (as far as the server
+    takes them, for 5 s at most) and reads none of the answers."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    data = memoryview(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n" * 20_000)
+    deadline = time.monotonic() + 5.0
+    while data and time.monotonic() < deadline:
+        try:
+            data = data[sock.send(data) :]
+        except BlockingIOError:  # the server has stopped reading us
+            if not select.select([], [sock], [], 0.2)[1]:
+                break
     return sock
 
 

@@ -40,6 +40,7 @@ from support import (
     connect,
     launch,
     open_descriptors,
+    pipeline_without_reading,
     request,
     wait_until,
 )
@@ -253,6 +254,36 @@ def test_a_client_that_never_reads_is_bounded_and_dropped(
     assert growth < 30, f"RSS grew {growth:.1f} MiB"
     assert request(server.port, "/").status == 200
     wait_for_baseline(server, fd_base, thread_base)
+    assert_clean_log(server)
+
+
+def test_four_clients_that_never_read_slow_no_one_down(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    """Four connections pipelining 20,000 GETs each and reading none of the
+    answers: fresh GET / beside them are answered at once (threaded: no
+    worker waits on them), and memory stays bounded."""
+    server = server_factory(edition, "--no-access-log", "--write-timeout", "30")
+    base_rss = peak_rss = rss(server)
+    stuck = [pipeline_without_reading(server.port) for _ in range(4)]
+    took: list[float] = []
+    try:
+        for _ in range(20):
+            started = time.monotonic()
+            assert request(server.port, "/", timeout=5.0).status == 200
+            took.append(time.monotonic() - started)
+            peak_rss = max(peak_rss, rss(server))
+    finally:
+        for sock in stuck:
+            sock.close()
+    growth = (peak_rss - base_rss) / MiB
+    print(
+        f"{edition}: GET / beside 4 silent pipeliners: median"
+        f" {statistics.median(took) * 1000:.1f} ms, max {max(took) * 1000:.1f} ms;"
+        f" RSS +{growth:.1f} MiB"
+    )
+    assert max(took) < 1.0, took  # not queued behind them (--write-timeout is 30 s)
+    assert growth < 30, f"RSS grew {growth:.1f} MiB"
     assert_clean_log(server)
 
 

@@ -35,6 +35,7 @@ from support import (
     connect,
     iter_statuses,
     open_descriptors,
+    pipeline_without_reading,
     read_until_close,
     request,
     wait_for_count,
@@ -603,24 +604,6 @@ def test_the_shutdown_grace_period_is_bounded(server_factory: ServerFactory) -> 
         assert server.wait(timeout=10) == 0
     assert time.monotonic() - started < 3.0
     server.wait_for_log(r"WARNING Requests still running after 0\.3 s")
-
-
-def pipeline_without_reading(port: int) -> socket.socket:
-    """A client that sends ~700 kB of pipelined GETs (as far as the server
-    takes them, for 5 s at most) and reads none of the answers."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.setblocking(False)
-    data = memoryview(get("/") * 20_000)
-    deadline = time.monotonic() + 5.0
-    while data and time.monotonic() < deadline:
-        try:
-            data = data[sock.send(data) :]
-        except BlockingIOError:  # the server has stopped reading us
-            if not select.select([], [sock], [], 0.2)[1]:
-                break
-    return sock
 
 
 @pytest.mark.parametrize("oneshot", PARKING)
