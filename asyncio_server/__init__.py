@@ -4,6 +4,6 @@
 installed); :class:`AsyncioServer` runs the same server inside a test.
 """
 
-from asyncio_server.server import AsyncioServer, serve
+from asyncio_server.server import AsyncioServer
 
-__all__ = ["AsyncioServer", "serve"]
+__all__ = ["AsyncioServer"]

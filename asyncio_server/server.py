@@ -14,17 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import signal
 import socket
-import sys
 
 from asyncio_server.connections import READ_SIZE, Client, Connections
-from asyncio_server.loops import (
-    AcceptErrorLog,
-    LoopUnavailable,
-    loop_factory,
-    loop_name,
-)
+from asyncio_server.loops import AcceptErrorLog, loop_name
 from common.budget import RequestBudget
 from common.connection import Exchange, ExchangeCache, HttpConnection
 from common.errors import RequestTimeout, ServiceUnavailable
@@ -32,13 +25,8 @@ from common.response import Responder
 from common.routes import Pages, Router
 from common.runtime.cli import Options
 from common.runtime.listener import BACKLOG, defer_accept
-from common.runtime.logs import AccessLog, client_name, listening_message, url
-from common.runtime.resources import raise_open_file_limit
-from common.runtime.signals import STOP_SIGNALS, StopPolicy
-from common.runtime.signals import name as signal_name
+from common.runtime.logs import AccessLog, client_name, listening_message
 from common.runtime.tcp import cork, readable
-
-__all__ = ["AsyncioServer", "LoopUnavailable", "loop_factory", "serve"]
 
 log = logging.getLogger("hello.asyncio")
 
@@ -367,49 +355,3 @@ class AsyncioServer:
     def _finish(self, status: int) -> None:
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(status)
-
-
-# -- the program ---------------------------------------------------------------------
-
-
-async def _run(options: Options, sock: socket.socket | None = None) -> int:
-    server = AsyncioServer(options, sock=sock)
-    try:
-        await server.start()
-    except OSError as error:  # one line, no traceback (the book unwraps it)
-        where = url(options.host, options.port)
-        print(f"error: cannot listen on {where}: {error}", file=sys.stderr)
-        return 1
-    loop = asyncio.get_running_loop()
-
-    def at_once(signum: int) -> None:
-        log.warning("%s again: exiting at once.", signal_name(signum))
-        server.abort(128 + signum)
-
-    policy = StopPolicy(lambda _: server.begin_shutdown(), at_once)
-    for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, policy, signum)
-    try:
-        # Only now: once this line is out, a SIGTERM must find the handlers.
-        server.announce()
-        return await server.wait_stopped()
-    finally:
-        for signum in STOP_SIGNALS:
-            loop.remove_signal_handler(signum)
-        server.abort(1)  # a no-op after a graceful stop
-        await server.close()
-
-
-def serve(options: Options, sock: socket.socket | None = None) -> int:
-    """Run the server until it stops; the process exit status."""
-    raise_open_file_limit()  # each connection is a descriptor
-    try:
-        factory = loop_factory(options.loop)
-    except LoopUnavailable as error:
-        print(f"python -m asyncio_server: error: {error}", file=sys.stderr)
-        return 2
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(_run(options, sock))
-    except KeyboardInterrupt:  # before the handlers were installed
-        return 128 + signal.SIGINT

@@ -44,12 +44,9 @@ from support import (
     wait_for_count,
 )
 
-from asyncio_server.server import (
-    AsyncioServer,
-    LoopUnavailable,
-    loop_factory,
-    serve,
-)
+from asyncio_server.__main__ import serve
+from asyncio_server.loops import LoopUnavailable, loop_factory
+from asyncio_server.server import AsyncioServer
 from common.runtime.cli import Edition, LoopChoice, Options
 
 T = TypeVar("T")

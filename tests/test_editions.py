@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 import pytest
 from conftest import ServerFactory
@@ -140,20 +141,21 @@ def test_a_slowloris_head_gets_408_on_time(
 
 
 SLEEP = b"GET /sleep HTTP/1.1\r\nHost: localhost\r\n\r\n"
+TWO_AT_MOST = (
+    "--max-connections",
+    "2",
+    "--sleep-seconds",
+    "30",
+    "--log-level",
+    "debug",
+)
+"""Two connections at most, and a /sleep that keeps one busy: its start is logged."""
 
 
 def test_connections_beyond_the_limit_get_503_when_all_are_busy(
     edition: str, server_factory: ServerFactory
 ) -> None:
-    server = server_factory(
-        edition,
-        "--max-connections",
-        "2",
-        "--sleep-seconds",
-        "30",
-        "--log-level",
-        "debug",
-    )
+    server = server_factory(edition, *TWO_AT_MOST)
     held = [connect(server.port) for _ in range(2)]
     try:
         for sock in held:
@@ -186,15 +188,7 @@ def test_at_the_limit_a_connection_doing_nothing_makes_room(
 ) -> None:
     """A newcomer is not refused while a connection is only waiting: the
     oldest idle one is closed silently, else an incomplete head gets 408."""
-    server = server_factory(
-        edition,
-        "--max-connections",
-        "2",
-        "--sleep-seconds",
-        "30",
-        "--log-level",
-        "debug",
-    )
+    server = server_factory(edition, *TWO_AT_MOST)
     with connect(server.port) as busy, connect(server.port) as waiting:
         busy.sendall(SLEEP)
         wait_for_count(server, SLEEP_LOGGED, 1)
@@ -229,13 +223,34 @@ def test_an_idle_keep_alive_connection_is_closed(
         assert ResponseReader(silent).at_eof(timeout=3.0)
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How a slow client reads, and how long the test lets it."""
+
+    write_timeout: str
+    read_size: int
+    pause: float
+    seconds: float
+    enough: int
+
+
+@pytest.mark.parametrize(
+    "pace",
+    [Pace("0.3", 65536, 0.05, 10.0, 5_500_000), Pace("2", 10_000, 0.1, 5.0, 400_000)],
+    ids=["64kB-every-50ms", "10kB-every-100ms"],
+)
 def test_a_client_reading_slowly_but_steadily_is_not_cut_off(
-    edition: str, server_factory: ServerFactory
+    edition: str, pace: Pace, server_factory: ServerFactory
 ) -> None:
     """``--write-timeout`` drops a client that takes nothing for that long, not
-    one whose download takes longer than that (nginx's ``send_timeout``): a
-    reader taking 10 kB every 0.1 s from a large backlog is served for 5 s."""
-    server = server_factory(edition, "--write-timeout", "1")
+    one whose download takes longer than that (nginx's ``send_timeout``): the
+    reader is served on, for ``pace.seconds`` or until it has read enough.
+
+    2 s, not 1, for the slower one: on loopback a segment is 64 kB, so a
+    reader that slow acknowledges in steps up to 1.2 s apart (on a real link,
+    every few ms).
+    """
+    server = server_factory(edition, "--write-timeout", pace.write_timeout)
     requests = GET * 20_000  # about 6 MB of answers: more than the kernel holds
     received = bytearray()
     with socket.socket() as sock:
@@ -245,13 +260,13 @@ def test_a_client_reading_slowly_but_steadily_is_not_cut_off(
         sender = threading.Thread(target=sock.sendall, args=(requests,), daemon=True)
         sender.start()
         started = time.monotonic()
-        while time.monotonic() - started < 5.0:  # 50 reads
-            chunk = sock.recv(10_000)  # a reset raises here
+        while time.monotonic() - started < pace.seconds and len(received) < pace.enough:
+            chunk = sock.recv(pace.read_size)  # a reset raises here
             assert chunk, f"closed after {time.monotonic() - started:.1f} s"
             received += chunk
-            time.sleep(0.1)
+            time.sleep(pace.pause)
     whole = bytes(received[: received.rfind(b"HTTP/1.1 ")])
-    assert len(received) > 400_000
+    assert len(received) >= pace.enough
     assert set(iter_statuses(whole)) == {200}
     assert "Dropped" not in server.log()
 

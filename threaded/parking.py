@@ -20,6 +20,7 @@ import selectors
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from common.connection import HttpConnection
 from common.runtime.logs import client_name
@@ -67,6 +68,24 @@ class Client:
 
     def name(self) -> str:
         return client_name(self.address)
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """The threaded server's connections, counted (see ``ThreadedServer.stats``)."""
+
+    open: int
+    """Accepted and not yet closed."""
+    parked: int
+    """Waiting for their next bytes, costing no worker."""
+    busy: int
+    """With a worker (or on their way to or from one)."""
+    tracked: int
+    """Parked under an idle or head deadline the acceptor keeps."""
+    watched: int
+    """Registered in the one-shot epoll set (Linux)."""
+    writing: int
+    """Being sent the rest of their answers by the acceptor, costing no worker."""
 
 
 class SelectorParking:

@@ -1,36 +1,23 @@
 """The threaded edition: the book's server on its own thread pool, made robust.
 
-Threads and their jobs:
-
-* The **acceptor** (:mod:`threaded.acceptor`, run by the thread that calls
-  :meth:`ThreadedServer.serve_forever`) accepts, reads what came and hands
-  each connection with bytes to the pool; between requests it keeps a
-  keep-alive connection parked (:mod:`threaded.parking`) under its idle or
-  header deadline.
-* A **worker** of the pool (:mod:`threaded.pool`, waking on demand as
-  :mod:`threaded.wake` explains) runs :meth:`ThreadedServer.handle_connection`
-  for one readable connection: read what is there, feed the sans-I/O
-  :class:`~common.connection.HttpConnection`, answer every complete request
-  (``time.sleep`` for ``/sleep`` — holding the worker, as in the book), then
-  hand the connection back to be parked, or close it.
-
-So an idle or slow client costs a file descriptor, not a worker, while
-``/sleep`` still costs a worker, which is the point of the book's demo. No
-call on a client socket waits (each passes ``MSG_DONTWAIT``): what a slow
-reader cannot take yet, the acceptor sends on (:mod:`threaded.writing`).
+The **acceptor** (:mod:`threaded.acceptor`) accepts, reads what came and
+hands each connection with bytes to the pool; between requests it parks
+keep-alive connections (:mod:`threaded.parking`) under their deadlines, and
+sends on what a slow reader could not take at once (:mod:`threaded.writing`).
+A **worker** (:mod:`threaded.pool`, woken as :mod:`threaded.wake` explains)
+runs :meth:`ThreadedServer.handle_connection`: read, feed the sans-I/O core,
+answer every complete request (sleeping for ``/sleep``, holding the worker
+as in the book), then hand the connection back, or close it. So an idle or
+slow client costs a descriptor, never a worker; only ``/sleep`` holds one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 
@@ -44,49 +31,24 @@ from common.runtime.listener import listen
 from common.runtime.logs import (
     AccessLog,
     client_name,
-    listening_message,
     url,
-    workers_detail,
 )
-from common.runtime.resources import raise_open_file_limit
 from common.runtime.signals import (
-    StopPolicy,
     stop_signals_blocked,
-    stop_signals_handled,
 )
-from common.runtime.signals import name as signal_name
 from common.runtime.tcp import (
     DONTWAIT,
-    LAST_WORD,
     RECV_SIZE,
     send_once,
     sleep_unless_departed,
 )
 from threaded.acceptor import Acceptor, Listener
-from threaded.parking import ONESHOT_AVAILABLE, Client
+from threaded.parking import ONESHOT_AVAILABLE, Client, ServerStats
 from threaded.pool import PoolCreationError
 from threaded.wake import WakeOnDemandPool
-from threaded.writing import Afterwards, send_all
+from threaded.writing import Afterwards, log_dropped, send_all, send_now
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServerStats:
-    """The threaded server's connections, counted (see ``ThreadedServer.stats``)."""
-
-    open: int
-    """Accepted and not yet closed."""
-    parked: int
-    """Waiting for their next bytes, costing no worker."""
-    busy: int
-    """With a worker (or on their way to or from one)."""
-    tracked: int
-    """Parked under an idle or head deadline the acceptor keeps."""
-    watched: int
-    """Registered in the one-shot epoll set (Linux)."""
-    writing: int
-    """Being sent the rest of their answers by the acceptor, costing no worker."""
 
 
 class ThreadedServer:
@@ -125,7 +87,6 @@ class ThreadedServer:
         self._clients: set[Client] = set()
         self.stop_requested = False
         """Set by anyone (a signal, --max-requests), read by anyone."""
-        self._stop_policy = StopPolicy(self._stop_gracefully, self._exit_at_once)
 
         if sock is None:
             sock = listen(options.host, options.port)
@@ -149,6 +110,11 @@ class ThreadedServer:
     @property
     def listening_socket(self) -> socket.socket:
         return self._acceptor.listener
+
+    @property
+    def wakeup_socket(self) -> socket.socket:
+        """A byte written to it wakes the acceptor (a signal's, for one)."""
+        return self._acceptor.wake_w
 
     @property
     def open_connections(self) -> int:
@@ -209,10 +175,7 @@ class ThreadedServer:
 
     def refuse(self, sock: socket.socket, address: tuple[str, int]) -> None:
         """503 to a connection beyond ``--max-connections``, without waiting."""
-        started = time.perf_counter_ns()
-        sent = send_once(sock, self._busy.render(self._responder))
-        if self._log_access:
-            self._access.record(client_name(address), self._busy, sent, started)
+        self._say_once(sock, client_name(address), self._busy)
         sock.close()
 
     def dispatch(self, client: Client) -> None:
@@ -227,11 +190,14 @@ class ThreadedServer:
 
     def reject(self, client: Client, exchange: Exchange) -> None:
         """Answer ``exchange`` (503, 408) without waiting on the client, and close."""
-        started = time.perf_counter_ns()
-        sent = send_once(client.sock, exchange.render(self._responder))
-        if self._log_access:
-            self._access.record(client.name(), exchange, sent, started)
+        self._say_once(client.sock, client.name(), exchange)
         self.close_connection(client, linger=True)  # a slow head may still come
+
+    def _say_once(self, sock: socket.socket, name: str, exchange: Exchange) -> None:
+        started = time.perf_counter_ns()
+        sent = send_once(sock, exchange.render(self._responder))
+        if self._log_access:
+            self._access.record(name, exchange, sent, started)
 
     def close_connection(self, client: Client, *, linger: bool = False) -> None:
         """Close a connection; never raises.
@@ -301,14 +267,9 @@ class ThreadedServer:
         try:
             with self.pool.blocking():
                 send_all(client, self.options.write_timeout)
-        except TimeoutError:
-            logger.info(
-                "Dropped %s: it read nothing for %.1f s (--write-timeout).",
-                client.name(),
-                self.options.write_timeout,
-            )
-            self.close_connection(client)
-        except OSError:
+        except OSError as error:  # TimeoutError among them
+            if isinstance(error, TimeoutError):
+                log_dropped(client, self.options.write_timeout)
             self.close_connection(client)
         else:
             self.finish(client, afterwards)
@@ -401,21 +362,8 @@ class ThreadedServer:
         *,
         last_word: bool,
     ) -> None:
-        """Send responses in one go, never waiting: what the socket cannot
-        take stays in ``client.unsent``, for the acceptor (:mod:`threaded.writing`).
-
-        ``last_word``: the connection closes right after, so the bytes may
-        wait for the close and leave with its FIN (``MSG_MORE``).
-        """
-        if len(answered) == 1 and not client.unsent:
-            data = answered[0][1]
-        else:
-            data = b"".join([client.unsent, *(response for _, response in answered)])
-        try:
-            sent = client.sock.send(data, LAST_WORD if last_word else DONTWAIT)
-        except BlockingIOError:
-            sent = 0
-        client.unsent = memoryview(data)[sent:] if sent < len(data) else b""
+        """Send responses in one go, never waiting (:func:`send_now`), and log them."""
+        send_now(client, [response for _, response in answered], last_word=last_word)
         if self._log_access:
             name = client.name()
             for exchange, response in answered:
@@ -441,50 +389,3 @@ class ThreadedServer:
         for client in list(self._clients):
             self.close_connection(client)
         self._acceptor.close_wake()
-
-    @contextlib.contextmanager
-    def signals_handled(self) -> Iterator[None]:
-        """SIGINT/SIGTERM stop this server while the block runs (main thread
-        only); each also wakes the acceptor. Its wake-up fd is a duplicate of
-        the acceptor's wake socket, which the shutdown closes before this ends."""
-        wakeup = os.dup(self._acceptor.wake_w.fileno())  # non-blocking, like it
-        try:
-            with stop_signals_handled(self._stop_policy, wakeup):
-                yield
-        finally:
-            os.close(wakeup)
-
-    def _stop_gracefully(self, signum: int) -> None:
-        self.request_stop()
-
-    @staticmethod
-    def _exit_at_once(signum: int) -> None:
-        # Not logging: the interrupted code may be inside the logging module.
-        os.write(2, f"{signal_name(signum)} again: exiting at once.\n".encode())
-        os._exit(128 + signum)
-
-
-def serve(options: Options, sock: socket.socket | None = None) -> int:
-    """Run the threaded server until a signal or ``--max-requests``; the exit status.
-
-    A bind or thread failure is one line on stderr and status 1, never a
-    traceback (the book unwraps both, A3 and F6).
-    """
-    raise_open_file_limit()  # each connection is a descriptor
-    try:
-        server = ThreadedServer(options, sock)
-    except OSError as error:
-        where = url(options.host, options.port)
-        print(f"error: cannot listen on {where}: {error}", file=sys.stderr)
-        return 1
-    except PoolCreationError as error:
-        print(f"error: cannot start the workers: {error}", file=sys.stderr)
-        return 1
-    details = workers_detail(options.workers)
-    on_main = threading.current_thread() is threading.main_thread()
-    # Elsewhere signals are the embedding program's business.
-    with server.signals_handled() if on_main else contextlib.nullcontext():
-        # Only now: once this line is out, a SIGTERM must find the handlers.
-        logger.info("%s", listening_message(options, server.port, details))
-        server.serve_forever()
-    return 0

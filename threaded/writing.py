@@ -25,7 +25,7 @@ import selectors
 import threading
 from collections.abc import Callable
 
-from common.runtime.tcp import DONTWAIT, in_flight
+from common.runtime.tcp import DONTWAIT, LAST_WORD, in_flight
 from threaded.parking import Client
 
 logger = logging.getLogger("threaded.server")
@@ -39,9 +39,35 @@ class Afterwards(enum.Enum):
     LINGER = enum.auto()  # close in stages: the client may still be sending
 
 
+def log_dropped(client: Client, write_timeout: float) -> None:
+    logger.info(
+        "Dropped %s: it read nothing for %.1f s (--write-timeout).",
+        client.name(),
+        write_timeout,
+    )
+
+
 def backlog(client: Client) -> int:
     """What the client has yet to take: ours unsent, and the kernel's unacknowledged."""
     return len(client.unsent) + in_flight(client.sock)
+
+
+def send_now(client: Client, responses: list[bytes], *, last_word: bool) -> None:
+    """Send ``client.unsent`` and ``responses`` in one go, never waiting;
+    what the socket cannot take stays in ``client.unsent``.
+
+    ``last_word``: the connection closes right after, so the bytes may wait
+    for the close and leave with its FIN (``MSG_MORE``).
+    """
+    if len(responses) == 1 and not client.unsent:
+        data = responses[0]
+    else:
+        data = b"".join([client.unsent, *responses])
+    try:
+        sent = client.sock.send(data, LAST_WORD if last_word else DONTWAIT)
+    except BlockingIOError:
+        sent = 0
+    client.unsent = memoryview(data)[sent:] if sent < len(data) else b""
 
 
 def send_all(client: Client, write_timeout: float) -> None:
@@ -162,11 +188,7 @@ class Writers:
                 writing.left = left
                 writing.deadline = now + self._timeout
                 continue
-            logger.info(
-                "Dropped %s: it read nothing for %.1f s (--write-timeout).",
-                writing.client.name(),
-                self._timeout,
-            )
+            log_dropped(writing.client, self._timeout)
             self._end(writing)
             self._drop(writing.client)
         self.next_check = min((w.deadline for w in self._writing), default=math.inf)
