@@ -125,13 +125,14 @@ class AsyncioServer:
         head_by = math.inf  # a head must be complete by then, from its first byte
         while True:
             now = self._loop.time()
-            if conn.mid_request:
+            partial = conn.mid_request
+            if partial:
                 head_by = min(head_by, now + self.options.header_timeout)
                 until = head_by
             else:
                 head_by = math.inf
                 until = now + self.options.keep_alive_timeout
-            client.waiting, client.partial = True, conn.mid_request
+            client.waiting, client.partial = True, partial
             data = await self._receive(client, reader, until)
             client.waiting = False
             if data is None:  # the deadline passed, or the server is stopping
@@ -218,7 +219,8 @@ class AsyncioServer:
             self.begin_shutdown()
         # Flow control: a client that does not read cannot make us buffer
         # replies without bound, and reading waits until this returns.
-        if not await client.drain(self.options.write_timeout):
+        behind = writer.transport.get_write_buffer_size()  # no await when not
+        if behind and not await client.drain(self.options.write_timeout):
             log.info(
                 "Dropped %s: it read nothing for %.1f s (--write-timeout).",
                 client_name(writer.get_extra_info("peername")),
