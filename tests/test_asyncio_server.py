@@ -21,7 +21,6 @@ import logging
 import re
 import resource
 import select
-import signal
 import socket
 import struct
 import subprocess
@@ -37,11 +36,9 @@ import uvloop
 from conftest import ServerFactory
 from support import (
     Response,
-    ResponseReader,
     connect,
     parse_head,
     request,
-    wait_for_count,
 )
 
 from asyncio_server.__main__ import serve
@@ -271,16 +268,6 @@ async def test_a_half_closed_client_still_gets_every_answer(live: LiveFactory) -
 
 
 @pytest.mark.asyncio
-async def test_no_access_log_when_disabled(
-    live: LiveFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO)
-    server = live(access_log=False)
-    assert (await fetch(server.port)).status == 200
-    assert not [r for r in caplog.records if r.name == "hello.access"]
-
-
-@pytest.mark.asyncio
 async def test_sleeps_do_not_block_each_other_or_fast_requests(
     live: LiveFactory,
 ) -> None:
@@ -296,46 +283,6 @@ async def test_sleeps_do_not_block_each_other_or_fast_requests(
     elapsed = time.perf_counter() - started
     assert [reply.status for reply in replies] == [200] * 50
     assert elapsed < 0.5, f"50 concurrent 0.2 s sleeps took {elapsed:.2f} s"
-
-
-@pytest.mark.asyncio
-async def test_a_thousand_idle_keep_alives_do_not_slow_a_new_client(
-    live: LiveFactory,
-) -> None:
-    count = 1000
-    raise_fd_limit(2 * count + 256)  # both ends live in this process
-    server = live(keep_alive_timeout=60.0, access_log=False)
-    socks = []
-    try:
-        for _ in range(count):
-            socks.append(connect(server.port))
-        for sock in socks:  # every connection has been served once...
-            sock.sendall(GET)
-        for sock in socks:
-            assert ResponseReader(sock).read().status == 200
-        # ...and now sits idle, kept alive.
-        await server.wait_until(lambda s: s.open_connections == count)
-        reply, took = await timed(fetch(server.port))
-        assert reply.status == 200
-        assert took < 0.1, f"GET / took {took * 1000:.0f} ms beside {count} idle"
-    finally:
-        for sock in socks:
-            sock.close()
-    await server.wait_until(lambda s: s.open_connections == 0)
-
-
-@pytest.mark.asyncio
-async def test_idle_keep_alive_closes_silently(live: LiveFactory) -> None:
-    server = live(keep_alive_timeout=0.3)
-    async with opened(server.port) as (reader, writer):
-        writer.write(GET)
-        assert (await read_response(reader)).status == 200
-        closed, took = await timed(at_eof(reader))
-        assert closed
-        assert 0.25 < took < 2.0, took
-    async with opened(server.port) as (reader, _):  # a connection that never spoke
-        assert await at_eof(reader)
-    await server.wait_until(lambda s: s.open_connections == 0)
 
 
 @pytest.mark.skipif(
@@ -456,18 +403,6 @@ async def test_graceful_shutdown_finishes_sleepers_and_closes_idlers(
 
 
 @pytest.mark.asyncio
-async def test_shutdown_timeout_drops_what_is_left(live: LiveFactory) -> None:
-    server = live(sleep_seconds=30.0, shutdown_timeout=0.3)
-    async with opened(server.port) as (reader, writer):
-        writer.write(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")
-        await server.wait_until(lambda s: s.sleeping == 1)
-        status, took = await timed(server.shutdown())
-        assert status == 0
-        assert 0.25 < took < 2.0, took
-        assert await at_eof(reader)
-
-
-@pytest.mark.asyncio
 async def test_client_resets_leave_no_traceback(
     live: LiveFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -551,28 +486,3 @@ def test_missing_uvloop_exits_2_from_the_command_line() -> None:
     assert done.stderr.count("\n") == 1, done.stderr
     assert "uvloop" in done.stderr
     assert "Traceback" not in done.stderr
-
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_finishes_requests_in_flight_then_exits_0(
-    server_factory: ServerFactory, signum: signal.Signals
-) -> None:
-    server = server_factory("asyncio", "--sleep-seconds", "0.5", "--log-level", "debug")
-    idle = connect(server.port)
-    idle.sendall(GET)
-    idle_reader = ResponseReader(idle)
-    assert idle_reader.read().status == 200
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        sleepers = [pool.submit(request, server.port, "/sleep") for _ in range(4)]
-        wait_for_count(server, r"'GET /sleep HTTP/1\.1' sleeps", 4, timeout=5)
-        server.signal(signum)
-        server.wait_for_log(r"INFO Shutting down\.$")
-        assert idle_reader.at_eof(timeout=1.0)  # idle: closed at once
-        replies = [sleeper.result(timeout=10) for sleeper in sleepers]
-    idle.close()
-    assert [reply.status for reply in replies] == [200] * 4
-    assert all(reply.header("connection") == "close" for reply in replies)
-    assert server.wait(10) == 0
-    assert "Traceback" not in server.log()
-    with pytest.raises(ConnectionRefusedError):
-        connect(server.port, timeout=2)

@@ -293,3 +293,73 @@ def test_clients_that_leave_during_sleep_free_its_worker_and_are_logged_499(
     assert time.monotonic() - started < 2.5
     wait_for_count(server, r'"GET /sleep HTTP/1\.1" 499 0 ', 20)
     assert count_lines(server, r'"GET /sleep HTTP/1\.1" 200 ') == 0
+
+
+# -- graceful shutdown -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name
+)
+def test_a_stop_signal_answers_the_sleeps_in_flight_then_exits_0(
+    edition: str, signum: signal.Signals, server_factory: ServerFactory
+) -> None:
+    """Book E6/E12: a signal with four /sleep in flight: the idle connection
+    closes at once, new ones are refused, the four get their whole page with
+    ``Connection: close``, and the server exits 0."""
+    server = server_factory(edition, "--sleep-seconds", "0.5", "--log-level", "debug")
+    idle = connect(server.port)
+    idle_reader = ResponseReader(idle)
+    idle.sendall(GET)
+    assert idle_reader.read().status == 200
+    sleepers = [connect(server.port) for _ in range(4)]
+    try:
+        for sock in sleepers:
+            sock.sendall(SLEEP)
+        wait_for_count(server, SLEEP_LOGGED, 4)
+        server.signal(signum)
+        server.wait_for_log(r"INFO Shutting down\.$")
+        assert idle_reader.at_eof(timeout=0.4)  # long before the sleeps end
+        with pytest.raises(ConnectionRefusedError):  # no longer accepting
+            connect(server.port, timeout=2.0).close()
+        readers = [ResponseReader(sock) for sock in sleepers]
+        responses = [reader.read() for reader in readers]
+        assert [response.status for response in responses] == [200] * 4
+        assert all(b"<h1>Hello!</h1>" in response.body for response in responses)
+        assert all(r.header("connection") == "close" for r in responses)
+        assert all(reader.at_eof() for reader in readers)
+    finally:
+        for sock in [idle, *sleepers]:
+            sock.close()
+    assert server.wait() == 0
+    assert "Traceback" not in server.log()
+    assert "KeyboardInterrupt" not in server.log()
+
+
+def test_the_shutdown_grace_period_is_bounded(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    server = server_factory(
+        edition,
+        "--sleep-seconds", "30",
+        "--shutdown-timeout", "0.3",
+        "--log-level", "debug",
+    )  # fmt: skip
+    with connect(server.port) as sock:
+        sock.sendall(SLEEP)
+        wait_for_count(server, SLEEP_LOGGED, 1)
+        started = time.monotonic()
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+        assert ResponseReader(sock).at_eof(timeout=2.0)
+    assert time.monotonic() - started < 3.0
+    server.wait_for_log(r"WARNING Requests still running after 0\.3 s")
+
+
+def test_no_access_log_means_no_request_lines(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    server = server_factory(edition, "--no-access-log", "--max-requests", "1")
+    assert request(server.port).status == 200
+    assert server.wait() == 0
+    assert '"GET / HTTP/1.1"' not in server.log()

@@ -249,8 +249,7 @@ def test_a_crash_loop_backs_off_instead_of_spinning() -> None:
     threading.Thread(target=server._pump, daemon=True).start()
     try:
         server.wait_for_log(r"Listening on http://127\.0\.0\.1:\d+ \(threaded, crash")
-        # Its state, not a fixed wait: the back-off has doubled up to 0.8 s.
-        server.wait_for_log(r"restarting it in 0\.8 s", timeout=10)
+        time.sleep(2.0)  # a window to count restarts in, not a wait for a state
         server.signal(signal.SIGTERM)
         assert server.wait(10) == 0
     finally:
@@ -258,8 +257,8 @@ def test_a_crash_loop_backs_off_instead_of_spinning() -> None:
     deaths = re.findall(
         r"died \(exit status 3\).*restarting it in ([\d.]+) s", server.log()
     )
-    # Two slots, each waiting 0.1, 0.2, 0.4, 0.8 s...: a handful of restarts
-    # in the 1.5 s or so that takes, not thousands.
+    # Two slots, each waiting 0.1, 0.2, 0.4, 0.8, 1.6 s...: a handful of
+    # restarts in two seconds, not thousands.
     assert 4 <= len(deaths) <= 14, server.log()
     assert {"0.1", "0.2", "0.4"} <= set(deaths)
     assert max(float(delay) for delay in deaths) >= 0.8

@@ -180,13 +180,6 @@ def test_connection_close_is_honoured(server_factory: ServerFactory) -> None:
         assert reader.at_eof()
 
 
-def test_no_access_log_means_no_request_lines(server_factory: ServerFactory) -> None:
-    server = start(server_factory, "--no-access-log", "--max-requests", "1")
-    assert request(server.port).status == 200
-    assert server.wait() == 0
-    assert '"GET / HTTP/1.1"' not in server.log()
-
-
 # -- the book's contrast: /sleep holds a worker ----------------------------------
 
 
@@ -270,39 +263,20 @@ def test_a_client_silent_past_the_accept_deferral_is_still_served(
 # -- shutdown ------------------------------------------------------------------
 
 
-def test_sigterm_lets_sleeping_requests_finish(server_factory: ServerFactory) -> None:
-    """Book E6/E12: SIGTERM with 4 /sleep in flight → 4 full 200s, then exit 0."""
-    server = start(server_factory, "--sleep-seconds", "0.5", "--log-level", "debug")
-    idle = connect(server.port)
-    idle_reader = ResponseReader(idle)
-    idle.sendall(get("/"))
-    assert idle_reader.read().status == 200
-    sleepers = [connect(server.port) for _ in range(4)]
-    try:
-        for sock in sleepers:
-            sock.sendall(get("/sleep"))
-        wait_for_count(server, SLEEP_LINE, 4)
-        server.signal(signal.SIGTERM)
-        server.wait_for_log(r"INFO Shutting down\.$")
-        # The idle connection is closed at once, long before the sleeps end.
-        assert idle_reader.at_eof(timeout=0.4)
-        with pytest.raises(ConnectionRefusedError):  # no longer accepting
-            connect(server.port, timeout=2.0).close()
-        readers = [ResponseReader(sock) for sock in sleepers]
-        responses = [reader.read() for reader in readers]
-        assert [response.status for response in responses] == [200] * 4
-        assert all(response.body == PAGES.hello for response in responses)
-        assert all(r.header("connection") == "close" for r in responses)
-        assert all(reader.at_eof() for reader in readers)
-    finally:
-        for sock in [idle, *sleepers]:
-            sock.close()
+def test_the_shutdown_logs_the_books_worker_lines(
+    server_factory: ServerFactory,
+) -> None:
+    """Book E6/E12 (what both editions promise on a signal is in
+    test_editions): the pool's Drop says goodbye to each of its four workers
+    (at debug level, where the book prints them)."""
+    server = start(server_factory, "--log-level", "debug")
+    assert request(server.port).status == 200
+    server.signal(signal.SIGTERM)
     assert server.wait() == 0
     log = server.log()
     for worker_id in range(4):
         assert f"Shutting down worker {worker_id}" in log
         assert f"Worker {worker_id} disconnected; shutting down." in log
-    assert "Traceback" not in log
 
 
 def blocked_signals(pid: int, tid: int) -> set[int]:
@@ -332,15 +306,6 @@ def test_only_the_acceptor_thread_can_take_a_shutdown_signal(
         assert shutdown <= blocked_signals(pid, tid)
     server.signal(signal.SIGTERM)
     assert server.wait(timeout=10) == 0
-
-
-def test_sigint_is_graceful_too(server_factory: ServerFactory) -> None:
-    server = start(server_factory)
-    assert request(server.port).status == 200
-    server.signal(signal.SIGINT)
-    assert server.wait() == 0
-    assert "Shutting down." in server.log()
-    assert "KeyboardInterrupt" not in server.log()
 
 
 # -- robustness --------------------------------------------------------------------
@@ -587,23 +552,6 @@ def test_in_process_server_stops_and_leaves_no_thread() -> None:
     assert set(threading.enumerate()) == before
     with pytest.raises(ConnectionRefusedError):
         connect(server.port, timeout=2.0).close()
-
-
-def test_the_shutdown_grace_period_is_bounded(server_factory: ServerFactory) -> None:
-    server = start(
-        server_factory,
-        "--sleep-seconds", "30",
-        "--shutdown-timeout", "0.3",
-        "--log-level", "debug",
-    )  # fmt: skip
-    with connect(server.port) as sock:
-        sock.sendall(get("/sleep"))
-        wait_for_count(server, SLEEP_LINE, 1)
-        started = time.monotonic()
-        server.signal(signal.SIGTERM)
-        assert server.wait(timeout=10) == 0
-    assert time.monotonic() - started < 3.0
-    server.wait_for_log(r"WARNING Requests still running after 0\.3 s")
 
 
 @pytest.mark.parametrize("oneshot", PARKING)
