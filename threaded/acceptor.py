@@ -16,13 +16,13 @@ import logging
 import math
 import selectors
 import socket
-import threading
 import time
 from typing import TYPE_CHECKING
 
 from common.errors import RequestTimeout
 from common.runtime.listener import defer_accept
-from common.runtime.tcp import DONTWAIT, RECV_SIZE, discard_input
+from common.runtime.tcp import DONTWAIT, RECV_SIZE
+from threaded.lingering import LingeringCloses
 from threaded.parking import Client, SelectorParking, parking_for
 from threaded.writing import Afterwards, Writers
 
@@ -79,17 +79,6 @@ class Listener(socket.socket):
         return self._kind
 
 
-class _Lingering:
-    """A connection closing in stages: our FIN is out, its bytes are dropped."""
-
-    __slots__ = ("deadline", "left", "sock")
-
-    def __init__(self, sock: socket.socket, deadline: float, left: int) -> None:
-        self.sock = sock
-        self.deadline = deadline
-        self.left = left
-
-
 class Acceptor:
     """Accepting, parking and deadlines, for one :class:`ThreadedServer`."""
 
@@ -139,39 +128,14 @@ class Acceptor:
         self._accept_resume = math.inf
         self._accept_failing = False  # EMFILE and friends: logged once a spell
         limits = server.limits
-        self._linger_timeout = limits.linger_timeout
-        self._linger_bytes = limits.linger_bytes
-        self._linger_lock = threading.Lock()
-        self._to_linger: list[socket.socket] = []  # from any thread, under the lock
-        self._lingering: set[_Lingering] = set()  # the acceptor's own
-        self._next_linger_check = math.inf
-        self._stopped = False
+        self.closes = LingeringCloses(
+            self._selector, self.wake, limits.linger_timeout, limits.linger_bytes
+        )
 
     @property
     def tracked(self) -> int:
         """Parked connections under an idle or head deadline."""
         return len(self._idle) + len(self._partial)
-
-    def linger(self, sock: socket.socket) -> None:
-        """Close in stages (RFC 9112 §9.6), from any thread: our FIN now; the
-        acceptor then reads and drops what the client still sends, for
-        ``linger_timeout`` seconds and ``linger_bytes`` at most, and closes.
-        Closing with its bytes unread would send a reset, which can destroy
-        our last response before the client has read it."""
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:  # gone already
-            sock.close()
-            return
-        with self._linger_lock:
-            queued = not self._stopped
-            if queued:
-                self._to_linger.append(sock)
-        if queued:
-            self.wake()
-        else:  # stopping: drop what is buffered, at least, and close
-            discard_input(sock)
-            sock.close()
 
     def wake(self) -> None:
         """Wake the acceptor from select() (any thread, a signal handler too)."""
@@ -204,7 +168,7 @@ class Acceptor:
                 self._next_idle_check,
                 self._next_partial_check,
                 self._accept_resume,
-                self._next_linger_check,
+                self.closes.next_check,
                 self.writers.next_check,
             )
             timeout = None if deadline == math.inf else max(0.0, deadline - now)
@@ -224,10 +188,10 @@ class Acceptor:
                 elif key.fileobj is self._wake_r:
                     self._drain_wake()
                     self._track_all(parking.take_back(), now)
-                    self._start_lingering(now)
+                    self.closes.take(now)
                     self.writers.take(now)
-                elif isinstance(key.data, _Lingering):
-                    self._drop_input(key.data)
+                elif self.closes.owns(key.data):
+                    self.closes.drop_input(key.data)
                 elif self.writers.owns(key.data):
                     self.writers.write(key.data, now)
             for client in parking.ready(events):
@@ -374,46 +338,7 @@ class Acceptor:
             self._accept_resume = math.inf
             self._selector.register(self.listener, selectors.EVENT_READ)
 
-        if now >= self._next_linger_check:
-            for lingering in [x for x in self._lingering if x.deadline <= now]:
-                self._end_lingering(lingering)
-            self._next_linger_check = min(
-                (x.deadline for x in self._lingering), default=math.inf
-            )
-
-    # -- lingering closes -----------------------------------------------------------
-
-    def _start_lingering(self, now: float) -> None:
-        with self._linger_lock:
-            socks, self._to_linger = self._to_linger, []
-        deadline = now + self._linger_timeout
-        for sock in socks:
-            lingering = _Lingering(sock, deadline, self._linger_bytes)
-            try:
-                self._selector.register(sock, selectors.EVENT_READ, lingering)
-            except (OSError, ValueError):
-                sock.close()
-                continue
-            self._lingering.add(lingering)
-            self._next_linger_check = min(self._next_linger_check, deadline)
-
-    def _drop_input(self, lingering: _Lingering) -> None:
-        """Read and drop what came; end at the client's EOF or past the bound."""
-        try:
-            data = lingering.sock.recv(RECV_SIZE, DONTWAIT)
-        except BlockingIOError:
-            return
-        except OSError:  # reset: nothing left to protect
-            data = b""
-        lingering.left -= len(data)
-        if not data or lingering.left <= 0:
-            self._end_lingering(lingering)
-
-    def _end_lingering(self, lingering: _Lingering) -> None:
-        self._lingering.discard(lingering)
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self._selector.unregister(lingering.sock)
-        lingering.sock.close()
+        self.closes.expire(now)
 
     # -- shutdown -------------------------------------------------------------------
 
@@ -425,12 +350,7 @@ class Acceptor:
         parking.close()
         for client, afterwards in self.writers.stop():
             server.write_in_worker(client, afterwards)  # with the rest, if room
-        with self._linger_lock:
-            self._stopped = True
-        for lingering in list(self._lingering):
-            self._end_lingering(lingering)
-        for sock in self._to_linger:
-            sock.close()
+        self.closes.stop()
         now = time.monotonic()
         self._track_all(parking.take_back(), now)
         self._accept_backlog(now)

@@ -203,13 +203,13 @@ class ThreadedServer:
         """Close a connection; never raises.
 
         ``linger``: the client may still be sending, so close in stages
-        (:meth:`Acceptor.linger`), lest a reset destroy our last response
+        (:mod:`threaded.lingering`), lest a reset destroy our last response
         before the client reads it (book-spec, "Headers and body ignored").
         """
         self._clients.discard(client)
         self._acceptor.parking.forget(client)
         if linger:
-            self._acceptor.linger(client.sock)
+            self._acceptor.closes.linger(client.sock)
             return
         with contextlib.suppress(OSError):
             client.sock.close()
