@@ -607,3 +607,26 @@ def test_running_out_of_file_descriptors_is_survived(
             sock.close()
         resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
     assert request(server.port, "/").status == 200
+
+
+def test_answers_owed_to_a_slow_reader_at_shutdown_are_all_delivered() -> None:
+    """Stopping, the acceptor hands what it was still sending to a worker,
+    which sends it the plain way (blocking) within the grace period: the
+    client that finally reads gets every answer whole, then the close."""
+    with serving_in_process("--workers", "1", "--write-timeout", "5") as server:
+        sock = pipeline_without_reading(server.port)
+        with sock:
+            wait_until(
+                lambda: server.stats().writing == 1,
+                lambda: f"no answers owed: {server.stats()}",
+            )
+            server.request_stop()
+            sock.setblocking(True)
+            sock.settimeout(10.0)
+            reader = ResponseReader(sock)
+            statuses = []
+            while not reader.at_eof(timeout=5.0):  # bounded: 20,000 at most
+                statuses.append(reader.read().status)
+                assert len(statuses) <= 20_000
+    assert len(statuses) > 1000  # more than one read's worth was owed
+    assert set(statuses) == {200}

@@ -350,7 +350,6 @@ class Acceptor:
         parking.close()
         for client, afterwards in self.writers.stop():
             server.write_in_worker(client, afterwards)  # with the rest, if room
-        self.closes.stop()
         now = time.monotonic()
         self._track_all(parking.take_back(), now)
         self._accept_backlog(now)

@@ -17,6 +17,7 @@ import math
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from common.runtime.tcp import DONTWAIT, RECV_SIZE, discard_input
@@ -114,15 +115,34 @@ class LingeringCloses:
             self._end(lingering)
         self.next_check = min((x.deadline for x in self._lingering), default=math.inf)
 
-    def stop(self) -> None:
-        """Close them all; from now on :meth:`linger` closes at once."""
+    def finish(self) -> None:
+        """Shutting down, once the acceptor's loop has ended: linger over what
+        is left, all at once in a selector of our own, until each client has
+        closed or the time is up (the server exits that much later at most);
+        from then on :meth:`linger` closes at once."""
         with self._lock:
             self._stopped = True
             socks, self._handed = self._handed, []
-        for lingering in list(self._lingering):
-            self._end(lingering)
-        for sock in socks:
-            sock.close()
+        deadline = time.monotonic() + self._seconds
+        left = [
+            *self._lingering,
+            *(_Lingering(s, deadline, self._max_bytes) for s in socks),
+        ]
+        self._lingering = set()
+        with selectors.DefaultSelector() as selector:
+            self._selector = selector  # the acceptor's is closed: _end uses ours
+            for lingering in left:
+                try:
+                    selector.register(lingering.sock, selectors.EVENT_READ, lingering)
+                except (OSError, ValueError):
+                    lingering.sock.close()
+                    continue
+                self._lingering.add(lingering)
+            while self._lingering and (wait := deadline - time.monotonic()) > 0:
+                for key, _ in selector.select(wait):
+                    self.drop_input(key.data)
+            for lingering in list(self._lingering):
+                self._end(lingering)
 
     def _end(self, lingering: _Lingering) -> None:
         self._lingering.discard(lingering)

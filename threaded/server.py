@@ -28,25 +28,14 @@ from common.response import Responder
 from common.routes import Pages, Router
 from common.runtime.cli import Options
 from common.runtime.listener import listen
-from common.runtime.logs import (
-    AccessLog,
-    client_name,
-    url,
-)
-from common.runtime.signals import (
-    stop_signals_blocked,
-)
-from common.runtime.tcp import (
-    DONTWAIT,
-    RECV_SIZE,
-    send_once,
-    sleep_unless_departed,
-)
+from common.runtime.logs import AccessLog, client_name, url
+from common.runtime.signals import stop_signals_blocked
+from common.runtime.tcp import DONTWAIT, RECV_SIZE, send_once, sleep_unless_departed
 from threaded.acceptor import Acceptor, Listener
 from threaded.parking import ONESHOT_AVAILABLE, Client, ServerStats
 from threaded.pool import PoolCreationError
 from threaded.wake import WakeOnDemandPool
-from threaded.writing import Afterwards, log_dropped, send_all, send_now
+from threaded.writing import Afterwards, send_now, send_rest_here
 
 logger = logging.getLogger(__name__)
 
@@ -264,15 +253,12 @@ class ThreadedServer:
             if not self.pool.try_execute(job):
                 self.close_connection(client)
             return
-        try:
-            with self.pool.blocking():
-                send_all(client, self.options.write_timeout)
-        except OSError as error:  # TimeoutError among them
-            if isinstance(error, TimeoutError):
-                log_dropped(client, self.options.write_timeout)
-            self.close_connection(client)
-        else:
+        with self.pool.blocking():
+            sent = send_rest_here(client, self.options.write_timeout)
+        if sent:
             self.finish(client, afterwards)
+        else:
+            self.close_connection(client)
 
     def _closing(self, client: Client, data: bytes) -> Afterwards:
         """How to close: in stages if unread bytes could be on their way
@@ -313,14 +299,7 @@ class ThreadedServer:
                         self._send(client, pending, started, last_word=False)
                         pending = []
                     if self._sleep(client, delay):  # the client has gone
-                        if self._log_access:
-                            name = client.name()
-                            self._access.record(
-                                name, exchange, 0, started, departed=True
-                            )
-                        client.unsent = b""
-                        if spent:
-                            self.request_stop()
+                        self._departed(client, exchange, started, spent=spent)
                         return Afterwards.CLOSE
                 spent = self._budget.spend() or spent
                 # Shutting down: the last answer says Connection: close.
@@ -342,15 +321,21 @@ class ThreadedServer:
         )
         return Afterwards.PARK
 
+    def _departed(
+        self, client: Client, exchange: Exchange, started: int, *, spent: bool
+    ) -> None:
+        """Its client left during the delay: log 499, send nothing more."""
+        if self._log_access:
+            self._access.record(client.name(), exchange, 0, started, departed=True)
+        client.unsent = b""
+        if spent:  # an earlier answer of this batch spent --max-requests
+            self.request_stop()
+
     def _sleep(self, client: Client, delay: float) -> bool:
         """The book's ``/sleep``: this worker is busy for ``delay`` seconds —
         unless the client leaves meanwhile (True): then it is free at once."""
-        logger.debug(
-            "%s sleeps %.1f s for %s.",
-            threading.current_thread().name,
-            delay,
-            client.name(),
-        )
+        worker = threading.current_thread().name
+        logger.debug("%s sleeps %.1f s for %s.", worker, delay, client.name())
         with self.pool.blocking():
             return sleep_unless_departed(client.sock, delay)
 
@@ -388,4 +373,5 @@ class ThreadedServer:
             )
         for client in list(self._clients):
             self.close_connection(client)
+        self._acceptor.closes.finish()  # the clients read our last answers first
         self._acceptor.close_wake()

@@ -91,6 +91,19 @@ def send_all(client: Client, write_timeout: float) -> None:
         sock.settimeout(None)
 
 
+def send_rest_here(client: Client, write_timeout: float) -> bool:
+    """:func:`send_all`, in this thread; False (and logged if it timed out)
+    when the client is dropped instead."""
+    try:
+        send_all(client, write_timeout)
+    except TimeoutError:
+        log_dropped(client, write_timeout)
+        return False
+    except OSError:  # reset: the client has gone
+        return False
+    return True
+
+
 class _Writing:
     """A connection the acceptor is sending the rest of an answer to."""
 
