@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import itertools
 import math
 import re
 import signal
@@ -38,6 +39,7 @@ from bench.throughput import (
     run_builtin,
     run_wrk,
 )
+from bench.workloads import WORKLOADS, Workload
 
 PROG = "python -m bench"
 PROBE_TIMEOUT = 3.0
@@ -125,6 +127,19 @@ def _editions(text: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"{text!r} names an edition twice")
     return names
+
+
+def _workloads(text: str) -> tuple[Workload, ...]:
+    """``same,varied,browser``: the request heads to send, in order."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = {workload.value: workload for workload in WORKLOADS}
+    if not names or any(name not in known for name in names):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: choose from {','.join(known)} (comma-separated)"
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{text!r} names a workload twice")
+    return tuple(known[name] for name in names)
 
 
 MAX_PROCESSES = 64
@@ -241,6 +256,16 @@ def build_throughput_parser() -> argparse.ArgumentParser:
         default=5.0,
         metavar="D",
         help="seconds of load per edition and connection mode",
+    )
+    add(
+        "--workload",
+        type=_workloads,
+        default=WORKLOADS,
+        metavar="LIST",
+        help="request heads to send, each measured on its own: same (one "
+        "identical request: the cache-friendly best case), varied (every "
+        "target and X-Request-Id differ), browser (Chromium's navigation head, "
+        "a cookie per connection) (default: same,varied,browser)",
     )
     add(
         "--client",
@@ -452,6 +477,7 @@ def _peer_rss(peers: bool, wrk: str | None) -> dict[str, float | None]:
 def _run_peers(
     wrk: str,
     *,
+    workloads: tuple[Workload, ...],
     connections: int,
     seconds: float,
     threads: int,
@@ -467,7 +493,7 @@ def _run_peers(
                 if running is None:
                     break
                 client.run(functools.partial(_warm_up, peer.name, running.endpoint))
-                for mode in modes:
+                for workload, mode in itertools.product(workloads, modes):
                     load = Load(
                         peer.name,
                         running.endpoint,
@@ -475,8 +501,12 @@ def _run_peers(
                         connections,
                         seconds,
                         threads=threads,
+                        workload=workload,
                     )
-                    progress.phase(f"{peer.name}: {mode}, {connections} connections")
+                    progress.phase(
+                        f"{peer.name}: {workload.value}, {mode}, "
+                        f"{connections} connections"
+                    )
                     runs.append(run_wrk(wrk, load))
                 rss[peer.name] = peer_servers.rss_mib(running.pid)
 
@@ -544,7 +574,7 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
                 count = processes if subject.started else 1
                 label = name if count == 1 else f"{name}-{count}p"
                 client.run(functools.partial(_warm_up, name, subject.endpoint))
-                for mode in MODES:
+                for workload, mode in itertools.product(args.workload, MODES):
                     load = Load(
                         name,
                         subject.endpoint,
@@ -553,24 +583,28 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
                         seconds,
                         count,
                         threads,
+                        workload,
                     )
                     tool = WRK if wrk is not None else BUILTIN
                     progress.phase(
-                        f"{label}: {mode}, {connections} connections, "
-                        f"{seconds:g} s ({tool})"
+                        f"{label}: {workload.value}, {mode}, {connections} "
+                        f"connections, {seconds:g} s ({tool})"
                     )
                     if wrk is not None:
                         run = run_wrk(wrk, load)
                     else:
                         run = client.run(functools.partial(run_builtin, load))
                     rate = run.requests_per_second
-                    progress.phase(f"{label}: {mode}: {rate:.0f} req/s")
+                    progress.phase(
+                        f"{label}: {workload.value}, {mode}: {rate:.0f} req/s"
+                    )
                     runs.append(run)
             if args.peers and not round_:  # after the load, as for the peers
                 _measure_memory(launched, progress, rss, idle)
     if args.peers and wrk is not None:
         _run_peers(
             wrk,
+            workloads=args.workload,
             connections=connections,
             seconds=seconds,
             threads=threads,

@@ -192,13 +192,15 @@ async def fetch(
     *,
     deadline: float | None = None,
     on_sent: Callable[[], None] | None = None,
+    head: bytes | None = None,
 ) -> Sample:
     """GET ``path`` on a fresh connection (``Connection: close``), timed.
 
     The clock starts before the connect: a request that waits in a server's
     backlog or accept queue waits on the user's time too. ``deadline`` is an
     event-loop time after which the request counts as a timeout; ``on_sent``
-    is called once the request is handed to the socket.
+    is called once the request is handed to the socket. ``head``: the
+    request to send instead of the plain one (it must ask to close).
     """
     start = time.perf_counter_ns()
     sent: int | None = None
@@ -206,7 +208,7 @@ async def fetch(
     try:
         async with asyncio.timeout_at(deadline):
             reader, writer = await open_connection(endpoint)
-            writer.write(request_bytes(endpoint, path, close=True))
+            writer.write(head or request_bytes(endpoint, path, close=True))
             await writer.drain()
             sent = time.perf_counter_ns()
             if on_sent is not None:
@@ -267,15 +269,22 @@ class KeepAliveClient:
         self._writer: asyncio.StreamWriter | None = None
 
     async def get(
-        self, path: str, origin_ns: int, *, deadline: float | None = None
+        self,
+        path: str,
+        origin_ns: int,
+        *,
+        deadline: float | None = None,
+        head: bytes | None = None,
     ) -> Sample:
+        """GET ``path`` (or send ``head``, a GET of it) on the connection."""
         start = time.perf_counter_ns()
         sent: int | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 if self._writer is None or self._reader is None:
                     self._reader, self._writer = await open_connection(self._endpoint)
-                self._writer.write(request_bytes(self._endpoint, path, close=False))
+                request = head or request_bytes(self._endpoint, path, close=False)
+                self._writer.write(request)
                 sent = time.perf_counter_ns()
                 response = await read_response(self._reader)
         except _FAILURES as error:

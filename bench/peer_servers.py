@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import shutil
 import socket
 import subprocess
@@ -236,33 +237,37 @@ def ratio_table(
 ) -> str:
     """Each peer's req/s and p99 beside the edition it is compared with; then
     the memory figures: RSS after the load, and what idle connections add."""
-    rates = {(run.name, run.mode): run for run in runs}
+    rates = {(run.name, run.workload, run.mode): run for run in runs}
+    workloads = list(dict.fromkeys(run.workload for run in runs))
     head = (
-        f"{'peer':<17} {'connection':<10} {'peer req/s':>10} {'ours':<9} "
+        f"{'peer':<17} {'workload':<8} {'connection':<10} {'peer req/s':>10} "
+        f"{'ours':<9} "
         f"{'our req/s':>9} {'ratio':>6} {'peer p99':>9} {'our p99':>9}"
     )
     lines = [
-        "Ours / peer, same wrk load, same run (ratio > 1: ours is faster)",
+        "Ours / peer, same wrk load and workload, same run (ratio > 1: ours is faster)",
         "",
         head,
         "-" * len(head),
     ]
-    for peer in PEERS:
-        for mode in ("keep-alive", "close"):
-            theirs = rates.get((peer.name, mode))
-            ours = rates.get((peer.compare_with, mode))
-            if theirs is None or ours is None:
-                continue
-            ratio = (
-                ours.requests_per_second / theirs.requests_per_second
-                if theirs.requests_per_second
-                else float("inf")
-            )
-            lines.append(
-                f"{peer.name:<17} {mode:<10} {theirs.requests_per_second:>10.0f} "
-                f"{ours.name:<9} {ours.requests_per_second:>9.0f} {ratio:>5.2f}x "
-                f"{_ms(theirs.p99):>9} {_ms(ours.p99):>9}"
-            )
+    for peer, workload, mode in itertools.product(
+        PEERS, workloads, ("keep-alive", "close")
+    ):
+        theirs = rates.get((peer.name, workload, mode))
+        ours = rates.get((peer.compare_with, workload, mode))
+        if theirs is None or ours is None:
+            continue
+        ratio = (
+            ours.requests_per_second / theirs.requests_per_second
+            if theirs.requests_per_second
+            else float("inf")
+        )
+        lines.append(
+            f"{peer.name:<17} {workload.value:<8} {mode:<10} "
+            f"{theirs.requests_per_second:>10.0f} "
+            f"{ours.name:<9} {ours.requests_per_second:>9.0f} {ratio:>5.2f}x "
+            f"{_ms(theirs.p99):>9} {_ms(ours.p99):>9}"
+        )
     if any(run.name == "rust-book" for run in runs):
         lines += ["", RUST_BOOK_NOTE]
     if rss:

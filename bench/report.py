@@ -98,7 +98,7 @@ def _error_kinds(run: EditionRun) -> list[str]:
 
 
 _THROUGHPUT_HEAD = (
-    f"{'edition':<11} {'connection':<10} {'client':<8} {'conns':>5} "
+    f"{'edition':<11} {'workload':<8} {'connection':<10} {'client':<8} {'conns':>5} "
     f"{'requests':>9} {'errors':>6} {'req/s':>9} "
     f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}"
 )
@@ -107,13 +107,16 @@ _THROUGHPUT_HEAD = (
 def throughput_table(runs: Sequence[ThroughputRun]) -> str:
     """Requests per second per edition and connection mode."""
     lines = [
-        "GET / (the hello page) as fast as the client can, per edition",
+        "GET / (the hello page) as fast as the client can, per edition and"
+        " workload (same: one identical request, the cache-friendly best case;"
+        " varied: every head differs; browser: Chromium's head)",
         "",
         _THROUGHPUT_HEAD,
         "-" * len(_THROUGHPUT_HEAD),
     ]
     lines.extend(
-        f"{run.label:<11} {run.mode:<10} {run.client:<8} {run.connections:>5} "
+        f"{run.label:<11} {run.workload.value:<8} {run.mode:<10} {run.client:<8} "
+        f"{run.connections:>5} "
         f"{run.requests:>9} {run.errors:>6} {run.requests_per_second:>9.0f} "
         f"{_ms(run.p50):>8} {_ms(run.p90):>8} {_ms(run.p99):>8} {_ms(run.max):>8}"
         for run in runs
@@ -129,17 +132,16 @@ def scaling_table(runs: Sequence[ThroughputRun]) -> str:
     is nothing to compare.
     """
     counts = sorted({run.processes for run in runs})
-    rates: dict[tuple[str, str], dict[int, float]] = {}
+    rates: dict[tuple[str, str, str], dict[int, float]] = {}
     for run in runs:
-        rates.setdefault((run.name, run.mode), {})[run.processes] = (
-            run.requests_per_second
-        )
+        key = (run.name, run.workload.value, run.mode)
+        rates.setdefault(key, {})[run.processes] = run.requests_per_second
     rows = {key: by for key, by in rates.items() if len(by) > 1}
     if len(counts) < 2 or not rows:
         return ""
     heads = [f"{n} process" + ("es" if n > 1 else "") for n in counts]
     width = max(11, *(len(head) for head in heads))
-    head = f"{'edition':<11} {'connection':<10} " + " ".join(
+    head = f"{'edition':<11} {'workload':<8} {'connection':<10} " + " ".join(
         f"{text:>{width}}" for text in heads
     )
     lines = [
@@ -148,14 +150,14 @@ def scaling_table(runs: Sequence[ThroughputRun]) -> str:
         head + f" {'speed-up':>9}",
         "-" * (len(head) + 10),
     ]
-    for (name, mode), by in rows.items():
+    for (name, workload, mode), by in rows.items():
         cells = " ".join(
             f"{by[n]:>{width}.0f}" if n in by else f"{'-':>{width}}" for n in counts
         )
         ran = sorted(by)
         first, last = by[ran[0]], by[ran[-1]]
         speedup = f"{last / first:.2f}x" if first > 0 else "-"
-        lines.append(f"{name:<11} {mode:<10} {cells} {speedup:>9}")
+        lines.append(f"{name:<11} {workload:<8} {mode:<10} {cells} {speedup:>9}")
     return "\n".join(lines) + "\n"
 
 

@@ -14,11 +14,14 @@ import asyncio
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.client import Endpoint, KeepAliveClient, fetch
 from bench.stats import NS_PER_SECOND, PERCENTILES, Sample, percentile
+from bench.workloads import Workload, request_head, run_base, wrk_script
 
 MODES = ("keep-alive", "close")
 WRK = "wrk"
@@ -50,6 +53,7 @@ class ThroughputRun:
     max: float | None
     processes: int = 1
     """The server's ``--processes`` (1 for a --target: not ours to know)."""
+    workload: Workload = Workload.SAME
 
     @property
     def label(self) -> str:
@@ -59,6 +63,7 @@ class ThroughputRun:
     def as_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
+            "workload": self.workload.value,
             "processes": self.processes,
             "url": self.url,
             "mode": self.mode,
@@ -89,6 +94,7 @@ class Load:
     processes: int = 1
     threads: int = 2
     """wrk's ``--threads``: 2, as the targets in issue 8 were set (``wrk -t2``)."""
+    workload: Workload = Workload.SAME
 
 
 def find_wrk() -> str | None:
@@ -106,8 +112,11 @@ def _seconds(value: str, unit: str) -> float:
     return float(value) * _UNITS[unit]
 
 
-def wrk_command(wrk: str, load: Load) -> list[str]:
-    """The wrk command line for ``load``.
+def wrk_command(
+    wrk: str, load: Load, script: Path | None = None, base: int = 0
+) -> list[str]:
+    """The wrk command line for ``load``; ``script`` sends its workload
+    (:func:`~bench.workloads.wrk_script`), numbering from ``base``.
 
     wrk takes whole seconds; a shorter run is rounded up to one. Two threads
     (the default) load a 2-core machine the way the targets assume; one
@@ -128,7 +137,9 @@ def wrk_command(wrk: str, load: Load) -> list[str]:
     ]
     if load.mode == "close":
         command += ["--header", "Connection: close"]
-    return [*command, load.endpoint.url + "/"]
+    if script is None:
+        return [*command, load.endpoint.url + "/"]
+    return [*command, "--script", str(script), load.endpoint.url + "/", "--", str(base)]
 
 
 def parse_wrk(output: str, load: Load) -> ThroughputRun:
@@ -169,15 +180,30 @@ def parse_wrk(output: str, load: Load) -> ThroughputRun:
         p99=distribution.get(99),
         max=latency_max,
         processes=load.processes,
+        workload=load.workload,
     )
 
 
 def run_wrk(wrk: str, load: Load) -> ThroughputRun:
-    """Run wrk to completion (killed by PID if it overruns or we are stopped)."""
-    command = wrk_command(wrk, load)
+    """Run wrk to completion (killed by PID if it overruns or we are stopped),
+    with the workload's Lua script written to a temporary folder."""
     limit = max(1, round(load.seconds)) + 30
+    with tempfile.TemporaryDirectory(prefix="hello-bench-") as folder:
+        script = None
+        if (text := wrk_script(load.workload)) is not None:
+            script = Path(folder) / f"{load.workload.value}.lua"
+            script.write_text(text, encoding="utf-8")
+        command = wrk_command(wrk, load, script, run_base(time.time_ns()))
+        done = _wrk(command, limit)
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip().splitlines()[:1]
+        raise ThroughputError(f"wrk exited with status {done.returncode}: {why}")
+    return parse_wrk(done.stdout, load)
+
+
+def _wrk(command: list[str], limit: float) -> subprocess.CompletedProcess[str]:
     try:
-        done = subprocess.run(
+        return subprocess.run(
             command,
             capture_output=True,
             text=True,
@@ -186,10 +212,6 @@ def run_wrk(wrk: str, load: Load) -> ThroughputRun:
         )
     except subprocess.TimeoutExpired:
         raise ThroughputError(f"wrk did not finish within {limit} s") from None
-    if done.returncode != 0:
-        why = (done.stderr or done.stdout).strip().splitlines()[:1]
-        raise ThroughputError(f"wrk exited with status {done.returncode}: {why}")
-    return parse_wrk(done.stdout, load)
 
 
 # -- the built-in client --------------------------------------------------------
@@ -207,20 +229,43 @@ async def run_builtin(load: Load) -> ThroughputRun:
     origin = time.perf_counter_ns()
     samples: list[Sample] = []
 
-    async def keep_alive_client() -> None:
+    close = load.mode == "close"
+    base = run_base(time.time_ns())
+
+    def head(number: int, connection: int) -> bytes:
+        return request_head(
+            load.workload,
+            endpoint.host_header,
+            number=base + connection * 1_000_000_000 + number,
+            connection=connection,
+            close=close,
+        )
+
+    async def keep_alive_client(connection: int) -> None:
         client = KeepAliveClient(endpoint)
         try:
+            number = 0
             while loop.time() < deadline and len(samples) < MAX_REQUESTS:
-                samples.append(await client.get("/", origin, deadline=deadline + 5))
+                number += 1
+                request = head(number, connection)
+                sample = await client.get(
+                    "/", origin, deadline=deadline + 5, head=request
+                )
+                samples.append(sample)
         finally:
             await client.close()
 
-    async def closing_client() -> None:
+    async def closing_client(connection: int) -> None:
+        number = 0
         while loop.time() < deadline and len(samples) < MAX_REQUESTS:
-            samples.append(await fetch(endpoint, "/", origin, deadline=deadline + 5))
+            number += 1
+            request = head(number, connection)
+            samples.append(
+                await fetch(endpoint, "/", origin, deadline=deadline + 5, head=request)
+            )
 
-    client = keep_alive_client if load.mode == "keep-alive" else closing_client
-    await asyncio.gather(*(client() for _ in range(load.connections)))
+    client = closing_client if close else keep_alive_client
+    await asyncio.gather(*(client(i) for i in range(load.connections)))
     elapsed = (time.perf_counter_ns() - origin) / NS_PER_SECOND
     good = sorted(s.latency_ns / NS_PER_SECOND for s in samples if s.ok)
     p50, p90, p99 = (
@@ -241,4 +286,5 @@ async def run_builtin(load: Load) -> ThroughputRun:
         p99=p99,
         max=good[-1] if good else None,
         processes=load.processes,
+        workload=load.workload,
     )

@@ -176,14 +176,14 @@ def test_throughput_with_the_builtin_client() -> None:
         for line in done.stdout.splitlines()
         if line.startswith(("threaded ", "asyncio "))
     ]
-    assert [(row[0], row[1], row[2]) for row in rows] == [
-        ("threaded", "keep-alive", "built-in"),
-        ("threaded", "close", "built-in"),
-        ("asyncio", "keep-alive", "built-in"),
-        ("asyncio", "close", "built-in"),
+    assert [tuple(row[:4]) for row in rows] == [
+        (edition, workload, mode, "built-in")
+        for edition in ("threaded", "asyncio")
+        for workload in ("same", "varied", "browser")
+        for mode in ("keep-alive", "close")
     ]
     for row in rows:
-        requests, errors, rate = int(row[4]), int(row[5]), float(row[6])
+        requests, errors, rate = int(row[5]), int(row[6]), float(row[7])
         assert requests > 0
         assert errors == 0
         assert rate > 0
@@ -202,17 +202,122 @@ def test_throughput_with_wrk(tmp_path: Path) -> None:
         "2",
         "--client",
         "wrk",
+        "--workload",
+        "varied,same",
         "--json",
         str(results),
     )
     assert done.returncode == 0, done.stderr
     assert "using wrk" in done.stderr
     runs = json.loads(results.read_text())["runs"]
-    assert [(run["name"], run["mode"], run["client"]) for run in runs] == [
-        ("asyncio", "keep-alive", "wrk"),
-        ("asyncio", "close", "wrk"),
+    assert [(r["name"], r["workload"], r["mode"], r["client"]) for r in runs] == [
+        ("asyncio", "varied", "keep-alive", "wrk"),
+        ("asyncio", "varied", "close", "wrk"),
+        ("asyncio", "same", "keep-alive", "wrk"),
+        ("asyncio", "same", "close", "wrk"),
     ]
     assert all(run["requests_per_second"] > 0 for run in runs)
+
+
+class HeadRecorder:
+    """A stand-in server that records every request head, per connection,
+    and answers each with a tiny 200 (closing when asked to)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.heads: list[list[bytes]] = []  # one list per connection
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            heads: list[bytes] = []
+            with self._lock:
+                self.heads.append(heads)
+            threading.Thread(
+                target=self._serve, args=(sock, heads), daemon=True
+            ).start()
+
+    def _serve(self, sock: socket.socket, heads: list[bytes]) -> None:
+        buffer = b""
+        with sock:
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buffer += data
+                while b"\r\n\r\n" in buffer:
+                    head, buffer = buffer.split(b"\r\n\r\n", 1)
+                    heads.append(head)
+                    close = b"connection: close" in head.lower()
+                    sock.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                        + (b"Connection: close\r\n" if close else b"")
+                        + b"\r\nok"
+                    )
+                    if close:
+                        return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+CLIENTS = [
+    "builtin",
+    pytest.param(
+        "wrk",
+        marks=pytest.mark.skipif(shutil.which("wrk") is None, reason="no wrk"),
+    ),
+]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("workload", ["same", "varied", "browser"])
+def test_each_workload_sends_what_it_says(client: str, workload: str) -> None:
+    recorder = HeadRecorder()
+    try:
+        done = bench(
+            "throughput",
+            "--target",
+            f"recorder=http://127.0.0.1:{recorder.port}",
+            "--workload",
+            workload,
+            "--duration",
+            "0.5",
+            "--concurrency",
+            "2",
+            "--client",
+            client,
+        )
+    finally:
+        recorder.close()
+    assert done.returncode == 0, done.stderr
+    # The keep-alive phase's connections; the rest carried one request each
+    # (the close phase, and the bench's own probe before the load).
+    keep_alive = [heads for heads in recorder.heads if len(heads) > 1]
+    assert keep_alive
+    mark = {"same": b"GET / ", "varied": b"GET /?n=", "browser": b"GET / "}[workload]
+    load = [h for heads in recorder.heads for h in heads if h.startswith(mark)]
+    assert len(load) > 100
+    if workload == "same":
+        assert len({h for heads in keep_alive for h in heads}) == 1
+    elif workload == "varied":
+        assert len(set(load)) == len(load)  # no two alike: no cache can answer
+        assert all(h.startswith(mark) for heads in keep_alive for h in heads)
+    else:
+        assert all(b"Sec-Fetch-Mode: navigate" in h for c in keep_alive for h in c)
+        assert all(len(h) > 500 for heads in keep_alive for h in heads)
+        assert all(len(set(heads)) == 1 for heads in keep_alive)  # one connection
+        cookies = {re.findall(rb"Cookie: (\S+)", heads[0])[0] for heads in keep_alive}
+        assert len(cookies) == 2  # two connections (wrk: two threads), two cookies
 
 
 def test_sigterm_stops_the_bench_and_its_servers() -> None:
@@ -674,7 +779,7 @@ def test_the_peer_table_explains_the_rust_books_read_errors() -> None:
         )  # fmt: skip
 
     table = ratio_table([run("threaded"), run("rust-book")], {})
-    assert "rust-book         close" in table
+    assert "rust-book         same     close" in table
     assert " 1.00x " in table
     assert RUST_BOOK_NOTE in table
     assert RUST_BOOK_NOTE not in ratio_table([run("threaded")], {})

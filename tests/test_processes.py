@@ -284,6 +284,8 @@ def test_bench_throughput_shows_the_scaling_side_by_side() -> None:
             "2",
             "--client",
             "builtin",
+            "--workload",
+            "varied",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -299,21 +301,21 @@ def test_bench_throughput_shows_the_scaling_side_by_side() -> None:
     )
     rows = [line.split() for line in done.stdout.splitlines()]
     labels = [
-        (row[0], row[1]) for row in rows if row[:1] in (["asyncio"], ["asyncio-2p"])
+        tuple(row[:3]) for row in rows if row[:1] in (["asyncio"], ["asyncio-2p"])
     ]
     assert labels == [
-        ("asyncio", "keep-alive"),
-        ("asyncio", "close"),
-        ("asyncio-2p", "keep-alive"),
-        ("asyncio-2p", "close"),
-        ("asyncio", "keep-alive"),  # the scaling table
-        ("asyncio", "close"),
+        ("asyncio", "varied", "keep-alive"),
+        ("asyncio", "varied", "close"),
+        ("asyncio-2p", "varied", "keep-alive"),
+        ("asyncio-2p", "varied", "close"),
+        ("asyncio", "varied", "keep-alive"),  # the scaling table
+        ("asyncio", "varied", "close"),
     ]
     assert "Scaling with --processes" in done.stdout
     scaling = rows[-1]
-    assert float(scaling[2]) > 0
     assert float(scaling[3]) > 0
-    assert scaling[4].endswith("x")
+    assert float(scaling[4]) > 0
+    assert scaling[5].endswith("x")
 
 
 def test_scaling_table_and_its_refusals() -> None:
@@ -341,7 +343,7 @@ def test_scaling_table_and_its_refusals() -> None:
         run("target", "keep-alive", 1, 99.0),  # measured once: not compared
     ]
     table = report.scaling_table(runs)
-    assert "threaded    keep-alive" in table
+    assert "threaded    same     keep-alive" in table
     assert "1.50x" in table
     assert "target" not in table
     assert report.scaling_table(runs[:1]) == ""
