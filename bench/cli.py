@@ -487,13 +487,16 @@ def _run_peers(
 ) -> None:
     """The same wrk load on each installed peer, one at a time (--peers)."""
     for peer in peer_servers.PEERS:
-        rounds = [(mode,) for mode in MODES] if peer.fresh_per_mode else [MODES]
-        for modes in rounds:
+        runs_to_make = list(itertools.product(workloads, MODES))
+        rounds = (
+            [[one] for one in runs_to_make] if peer.fresh_per_run else [runs_to_make]
+        )
+        for pairs in rounds:
             with peer_servers.launched(peer, progress.phase) as running:
                 if running is None:
                     break
                 client.run(functools.partial(_warm_up, peer.name, running.endpoint))
-                for workload, mode in itertools.product(workloads, modes):
+                for workload, mode in pairs:
                     load = Load(
                         peer.name,
                         running.endpoint,

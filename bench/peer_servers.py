@@ -49,10 +49,11 @@ class Peer:
     """Our edition it is the yardstick for."""
     source: str | None = None
     """A Rust file in ``bench/peers/`` built with ``rustc -O``, or None."""
-    fresh_per_mode: bool = False
-    """Started anew for each connection mode: the book's server loses a worker
-    to every connection that closes before sending a line (its ``unwrap``
-    panics), as wrk's last connections do when a run ends."""
+    fresh_per_run: bool = False
+    """Started anew for each run (workload and connection mode): the book's
+    server loses a worker to every connection that closes before sending a
+    line (its ``unwrap`` panics), as wrk's last connections do when a run
+    ends."""
 
     def argv(self, port: int, program: Path | None = None) -> list[str]:
         if program is not None:  # built from ``source``
@@ -81,7 +82,7 @@ PEERS = (
     Peer("aiohttp", "aiohttp", "asyncio"),
     Peer("gunicorn-gthread", "gunicorn", "threaded"),
     Peer("stdlib", "http.server", "threaded"),
-    Peer("rust-book", "rustc", "threaded", "rust_book.rs", fresh_per_mode=True),
+    Peer("rust-book", "rustc", "threaded", "rust_book.rs", fresh_per_run=True),
 )
 RUST_BOOK_NOTE = (
     "rust-book: the book's server closes every connection after one response "
