@@ -159,8 +159,11 @@ class Connections:
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self._loop = loop
         self._limit = limit
-        # In the order they came (a dict: a set has none), the oldest first.
-        self._clients: dict[Client, None] = {}
+        self._clients: set[Client] = set()
+        # Those waiting for a request, or the rest of its head, in the order
+        # they began to (dicts: a set has none): whom a newcomer may displace.
+        self._idle: dict[Client, None] = {}
+        self._partial: dict[Client, None] = {}
         self._admitted = 0
         self._emptied: asyncio.Future[None] | None = None
 
@@ -169,8 +172,18 @@ class Connections:
         admitted = self._admitted < self._limit or self._shed()
         self._admitted += admitted
         client = Client(writer, Deadline(self._loop), name, admitted)
-        self._clients[client] = None
+        self._clients.add(client)
         return client
+
+    def waiting(self, client: Client, *, partial: bool) -> None:
+        """``client`` waits for a request (``partial``: for the rest of one)."""
+        client.waiting, client.partial = True, partial
+        if client.admitted:
+            (self._partial if partial else self._idle)[client] = None
+
+    def done_waiting(self, client: Client) -> None:
+        client.waiting = False
+        (self._partial if client.partial else self._idle).pop(client, None)
 
     def _shed(self) -> bool:
         """At the limit, make room for a newcomer by ending the connection
@@ -178,21 +191,17 @@ class Connections:
         oldest incomplete head (408). False if there is none: every connection
         is busy, and the newcomer gets 503. So clients that hold connections
         open doing nothing cannot lock users out."""
-        victim: Client | None = None
-        for client in self._clients:
-            if client.waiting and client.admitted:
-                if not client.partial:
-                    victim = client  # idle: the cheapest of all
-                    break
-                victim = victim or client
-        if victim is None:
+        queue = self._idle or self._partial
+        if not queue:
             return False
-        victim.waiting = False  # not chosen twice
+        victim = next(iter(queue))  # the longest waiting
+        self.done_waiting(victim)  # not chosen twice
         victim.deadline.expire()  # its wait ends as if its deadline had passed
         return True
 
     def forget(self, client: Client) -> None:
-        self._clients.pop(client, None)
+        self._clients.discard(client)
+        self.done_waiting(client)
         self._admitted -= client.admitted
         if not self._clients and self._emptied and not self._emptied.done():
             self._emptied.set_result(None)

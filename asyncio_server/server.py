@@ -132,9 +132,9 @@ class AsyncioServer:
             else:
                 head_by = math.inf
                 until = now + self.options.keep_alive_timeout
-            client.waiting, client.partial = True, partial
+            self._connections.waiting(client, partial=partial)
             data = await self._receive(client, reader, until)
-            client.waiting = False
+            self._connections.done_waiting(client)
             if data is None:  # the deadline passed, or the server is stopping
                 if conn.mid_request and not self.stopping:
                     await self._send(

@@ -43,13 +43,10 @@ logger = logging.getLogger(__name__)
 class ThreadedServer:
     """A listening socket, a thread pool and the acceptor that joins them.
 
-    Holds all of its own state (no module globals), so tests can run several
-    in one process. ``ThreadedServer(options)`` binds at once (raising
-    ``OSError`` if it cannot) and starts the workers (raising
-    :class:`~threaded.pool.PoolCreationError`); :meth:`serve_forever` runs
-    until :meth:`request_stop` (a signal, or ``--max-requests``) and then
-    shuts down gracefully. A server whose loop never runs is released with
-    :meth:`close` (or a ``with`` block). ``oneshot`` chooses the parking.
+    All its state is its own (no globals). It binds and starts its workers
+    at once (``OSError``, :class:`~threaded.pool.PoolCreationError`);
+    :meth:`serve_forever` runs until :meth:`request_stop`, then shuts down
+    gracefully. ``oneshot`` chooses the parking.
     """
 
     def __init__(
@@ -138,7 +135,7 @@ class ThreadedServer:
             self._shut_down()
 
     def close(self) -> None:
-        """Release the workers and sockets of a server whose loop never ran."""
+        """Release a server whose loop never ran (or leave a ``with`` block)."""
         self.pool.shutdown()
         self._acceptor.close()
 
@@ -189,12 +186,8 @@ class ThreadedServer:
             self._access.record(name, exchange, sent, started)
 
     def close_connection(self, client: Client, *, linger: bool = False) -> None:
-        """Close a connection; never raises.
-
-        ``linger``: the client may still be sending, so close in stages
-        (:mod:`threaded.lingering`), lest a reset destroy our last response
-        before the client reads it (book-spec, "Headers and body ignored").
-        """
+        """Close a connection; never raises. ``linger``: the client may still
+        be sending, so close in stages (:mod:`threaded.lingering`)."""
         self._clients.discard(client)
         self._acceptor.parking.forget(client)
         if linger:
@@ -261,14 +254,10 @@ class ThreadedServer:
             self.close_connection(client)
 
     def _closing(self, client: Client, data: bytes) -> Afterwards:
-        """How to close: in stages if unread bytes could be on their way
-        (closing at once would reset)?
-
-        Not after the client closed, nor after it asked us to close once
-        everything it sent was a whole request (RFC 9112 §9.6: it sends no
-        more); the read that proves it costs a system call per connection.
-        Shutting down, a client may have pipelined more.
-        """
+        """In stages if unread bytes could be on their way (closing at once
+        would reset): not after the client closed, nor after it asked to close
+        and all it sent was whole requests (RFC 9112 §9.6); shutting down, a
+        client may have pipelined more."""
         if data and (
             self.stop_requested or len(data) == RECV_SIZE or not client.http.consumed
         ):
