@@ -292,7 +292,8 @@ def build_throughput_parser() -> argparse.ArgumentParser:
         "--peers",
         action="store_true",
         help="also run the same wrk load on the installed peer servers "
-        "(uvicorn, aiohttp, gunicorn gthread, stdlib) and print ours/peer ratios",
+        "(uvicorn, granian, aiohttp, gunicorn gthread, stdlib) and print ours/peer "
+        "ratios",
     )
     return parser
 

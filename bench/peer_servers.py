@@ -7,7 +7,9 @@ whose package is not installed is skipped with a note (``pip install
 '.[peers]'``). Ratios are ours over the peer, per connection mode; RSS is read
 from ``/proc/PID/status`` after the load.
 
-One peer is not Python: the Rust book's own server (``rust_book.rs``), built
+granian serves the same ASGI app as uvicorn from Rust's HTTP stack (hyper):
+the distance from a pure-Python server to a Rust one under one app. One peer
+is not Python at all: the Rust book's own server (``rust_book.rs``), built
 with ``rustc -O`` into a temporary folder when rustc is on PATH — the yardstick
 the threaded edition's design comes from.
 """
@@ -66,6 +68,13 @@ class Peer:
                 "--http", "httptools", "--loop", "uvloop",
                 "--no-access-log", "--log-level", "warning",
             ]  # fmt: skip
+        if self.name == "granian":  # Rust's hyper under the same ASGI app
+            return [
+                python, "-m", "granian", "--interface", "asgi",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--workers", "1", "--http", "1", "--no-ws", "--loop", "uvloop",
+                "--log-level", "warning", "bench.peers.asgi_app:app",
+            ]  # fmt: skip
         if self.name == "aiohttp":
             return [python, "-m", "bench.peers.aiohttp_app", str(port)]
         if self.name == "gunicorn-gthread":
@@ -79,6 +88,7 @@ class Peer:
 
 PEERS = (
     Peer("uvicorn", "uvicorn", "asyncio"),
+    Peer("granian", "granian", "asyncio"),
     Peer("aiohttp", "aiohttp", "asyncio"),
     Peer("gunicorn-gthread", "gunicorn", "threaded"),
     Peer("stdlib", "http.server", "threaded"),

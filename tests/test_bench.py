@@ -33,7 +33,7 @@ from bench import cli, report, servers
 from bench.client import BadTarget, Endpoint, read_response
 from bench.idle import idle_growth
 from bench.model import QueueModel
-from bench.peer_servers import PEERS, RUST_BOOK_NOTE, launched, ratio_table
+from bench.peer_servers import PEERS, RUST_BOOK_NOTE, installed, launched, ratio_table
 from bench.scenarios import EditionRun, LatencySettings, RouteResult
 from bench.stats import NS_PER_SECOND, Sample, percentile, summarise
 from bench.throughput import Load, ThroughputRun, parse_wrk, wrk_command
@@ -783,3 +783,35 @@ def test_the_peer_table_explains_the_rust_books_read_errors() -> None:
     assert " 1.00x " in table
     assert RUST_BOOK_NOTE in table
     assert RUST_BOOK_NOTE not in ratio_table([run("threaded")], {})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        peer.name
+        for peer in PEERS
+        if peer.source is None and peer.needs != "http.server"
+    ],
+)
+def test_each_python_peer_serves_our_pages(name: str) -> None:
+    """uvicorn, granian, aiohttp and gunicorn answer our routes with our pages
+    (when installed: the ``peers`` extra), so the ratios compare like with like."""
+    peer = next(peer for peer in PEERS if peer.name == name)
+    if not installed(peer):
+        pytest.skip(f"{peer.needs} is not installed (pip install '.[peers]')")
+    pages = Pages.load()
+    events: list[str] = []
+    with launched(peer, events.append) as running:
+        assert running is not None, events
+        for path, status, page in [
+            ("/", 200, pages.hello),
+            ("/x", 404, pages.not_found),
+        ]:
+            with socket.create_connection(
+                ("127.0.0.1", running.endpoint.port), 10
+            ) as sock:
+                head = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                sock.sendall(head.encode())
+                raw = read_until_close(sock)
+            assert raw.startswith(f"HTTP/1.1 {status} ".encode()), raw[:80]
+            assert raw.endswith(page)
