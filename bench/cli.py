@@ -37,6 +37,7 @@ from bench.throughput import (
     ThroughputRun,
     find_wrk,
     run_builtin,
+    run_fixed_rate,
     run_wrk,
 )
 from bench.workloads import WORKLOADS, Workload
@@ -268,6 +269,17 @@ def build_throughput_parser() -> argparse.ArgumentParser:
         "a cookie per connection) (default: same,varied,browser)",
     )
     add(
+        "--rate",
+        type=_positive(1_000_000, "a number of requests a second"),
+        default=None,
+        metavar="R",
+        help="instead of as fast as it can, send R requests a second in all, "
+        "each on its schedule, latency counted from when it was due (the "
+        "coordinated-omission correction), and print p50/p99/p99.9/max at "
+        "that offered rate: pick R below the slowest compared server's peak "
+        "(built-in client)",
+    )
+    add(
         "--client",
         choices=["auto", "wrk", "builtin"],
         default="auto",
@@ -476,7 +488,7 @@ def _peer_rss(peers: bool, wrk: str | None) -> dict[str, float | None]:
 
 
 def _run_peers(
-    wrk: str,
+    measure: Callable[[Load], ThroughputRun],
     *,
     workloads: tuple[Workload, ...],
     connections: int,
@@ -511,14 +523,24 @@ def _run_peers(
                         f"{peer.name}: {workload.value}, {mode}, "
                         f"{connections} connections"
                     )
-                    runs.append(run_wrk(wrk, load))
+                    runs.append(measure(load))
                 rss[peer.name] = peer_servers.rss_mib(running.pid)
 
 
 def _load_generator(
-    wrk: str | None, threads: int, connections: int, choice: str
+    wrk: str | None,
+    threads: int,
+    connections: int,
+    choice: str,
+    offered: float | None = None,
 ) -> str:
     """The progress line that says which client makes the load."""
+    if offered is not None:
+        return (
+            f"a fixed rate: {offered:g} requests a second over {connections} "
+            "connections, the built-in client, latency from each request's "
+            "scheduled send"
+        )
     if wrk is not None:
         plural = "s" if threads > 1 else ""
         return f"using wrk ({wrk}), {threads} thread{plural}, {connections} connections"
@@ -527,6 +549,20 @@ def _load_generator(
         f"{why}: using the built-in asyncio client ({client.loop_name()}); "
         "on a small machine it may itself be the bottleneck"
     )
+
+
+def _measurer(wrk: str | None, rate: float | None) -> Callable[[Load], ThroughputRun]:
+    """How each load is run: at a fixed rate (``--rate``), else flat out with
+    wrk when there is one, else flat out with the built-in client."""
+
+    def measure(load: Load) -> ThroughputRun:
+        if rate is not None:
+            return client.run(functools.partial(run_fixed_rate, load, rate))
+        if wrk is not None:
+            return run_wrk(wrk, load)
+        return client.run(functools.partial(run_builtin, load))
+
+    return measure
 
 
 def _measure_memory(
@@ -559,7 +595,9 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
         raise UsageError("--client wrk: wrk is not on PATH")
     rss = _peer_rss(args.peers, wrk)
     idle: dict[str, float | None] = {}
-    progress.phase(_load_generator(wrk, threads, connections, args.client))
+    offered: float | None = args.rate
+    measure = _measurer(wrk, offered)
+    progress.phase(_load_generator(wrk, threads, connections, args.client, offered))
     client.run(lambda: _check_targets(plan.targets, progress))
     runs: list[ThroughputRun] = []
     # One round per --processes count; the targets (not ours) in the first only.
@@ -589,15 +627,12 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
                         threads,
                         workload,
                     )
-                    tool = WRK if wrk is not None else BUILTIN
+                    tool = WRK if wrk is not None and offered is None else BUILTIN
                     progress.phase(
                         f"{label}: {workload.value}, {mode}, {connections} "
                         f"connections, {seconds:g} s ({tool})"
                     )
-                    if wrk is not None:
-                        run = run_wrk(wrk, load)
-                    else:
-                        run = client.run(functools.partial(run_builtin, load))
+                    run = measure(load)
                     rate = run.requests_per_second
                     progress.phase(
                         f"{label}: {workload.value}, {mode}: {rate:.0f} req/s"
@@ -607,7 +642,7 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
                 _measure_memory(launched, progress, rss, idle)
     if args.peers and wrk is not None:
         _run_peers(
-            wrk,
+            measure,
             workloads=args.workload,
             connections=connections,
             seconds=seconds,
@@ -618,6 +653,8 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
         )
     progress.done()
     stdout.write(report.throughput_table(runs))
+    if offered is not None:
+        stdout.write("\n" + report.tails_table(runs, offered))
     if scaling := report.scaling_table(runs):
         stdout.write("\n" + scaling)
     if args.peers:

@@ -124,6 +124,29 @@ def throughput_table(runs: Sequence[ThroughputRun]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tails_table(runs: Sequence[ThroughputRun], rate: float) -> str:
+    """Latency at one offered rate, every server side by side: tails compared
+    at equal load, not at whatever rate each one reached."""
+    head = (
+        f"{'server':<17} {'workload':<8} {'connection':<10} {'achieved':>9} "
+        f"{'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>8} {'max ms':>8}"
+    )
+    lines = [
+        f"Tails at {rate:g} requests a second offered (latency from each"
+        " request's scheduled send)",
+        "",
+        head,
+        "-" * len(head),
+    ]
+    lines.extend(
+        f"{run.label:<17} {run.workload.value:<8} {run.mode:<10} "
+        f"{run.requests_per_second:>9.0f} {run.errors:>6} {_ms(run.p50):>8} "
+        f"{_ms(run.p99):>8} {_ms(run.p999):>8} {_ms(run.max):>8}"
+        for run in runs
+    )
+    return "\n".join(lines) + "\n"
+
+
 def scaling_table(runs: Sequence[ThroughputRun]) -> str:
     """Requests per second side by side for each ``--processes`` count.
 

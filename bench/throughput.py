@@ -54,6 +54,9 @@ class ThroughputRun:
     processes: int = 1
     """The server's ``--processes`` (1 for a --target: not ours to know)."""
     workload: Workload = Workload.SAME
+    p999: float | None = None
+    offered: float | None = None
+    """The fixed rate offered (``--rate``); None for a closed-loop run."""
 
     @property
     def label(self) -> str:
@@ -73,10 +76,12 @@ class ThroughputRun:
             "requests": self.requests,
             "errors": self.errors,
             "requests_per_second": self.requests_per_second,
+            "offered_per_second": self.offered,
             "latency_s": {
                 "p50": self.p50,
                 "p90": self.p90,
                 "p99": self.p99,
+                "p99.9": self.p999,
                 "max": self.max,
             },
         }
@@ -287,4 +292,89 @@ async def run_builtin(load: Load) -> ThroughputRun:
         max=good[-1] if good else None,
         processes=load.processes,
         workload=load.workload,
+    )
+
+
+# -- a fixed rate ----------------------------------------------------------------
+
+
+async def run_fixed_rate(load: Load, rate: float) -> ThroughputRun:
+    """``rate`` requests a second in all, spread over the connections and each
+    sent on its schedule; a request's latency runs from when it was *due*.
+
+    A closed-loop client waits for each answer before it sends again, so a
+    server that stalls sees fewer requests and the client counts one slow
+    answer: the queue the stall made is never measured (coordinated
+    omission). Here a request due during a stall is sent late, and its
+    lateness is part of its latency, as wrk2 counts it. The built-in client
+    only: wrk has no fixed rate.
+    """
+    endpoint = load.endpoint
+    close = load.mode == "close"
+    base = run_base(time.time_ns())
+    count = max(1, round(load.seconds * rate))
+    origin = time.perf_counter_ns()
+    start = origin
+    give_up = asyncio.get_running_loop().time() + load.seconds + 10
+    latencies: list[float] = []
+    errors = 0
+
+    async def connection(index: int) -> None:
+        nonlocal errors
+        keep_alive = None if close else KeepAliveClient(endpoint)
+        try:
+            for k in range(index, count, load.connections):  # its share, in order
+                due = start + round(k * NS_PER_SECOND / rate)
+                if (wait := due - time.perf_counter_ns()) > 0:
+                    await asyncio.sleep(wait / NS_PER_SECOND)
+                head = request_head(
+                    load.workload,
+                    endpoint.host_header,
+                    number=base + k + 1,
+                    connection=index,
+                    close=close,
+                )
+                if keep_alive is None:
+                    sample = await fetch(
+                        endpoint, "/", origin, deadline=give_up, head=head
+                    )
+                else:
+                    sample = await keep_alive.get(
+                        "/", origin, deadline=give_up, head=head
+                    )
+                if sample.ok:
+                    done = origin + sample.start_ns + sample.latency_ns
+                    latencies.append((done - due) / NS_PER_SECOND)
+                else:
+                    errors += 1
+        finally:
+            if keep_alive is not None:
+                await keep_alive.close()
+
+    await asyncio.gather(*(connection(i) for i in range(min(load.connections, count))))
+    elapsed = (time.perf_counter_ns() - start) / NS_PER_SECOND
+    latencies.sort()
+    p50, p90, p99, p999 = (
+        (percentile(latencies, pct) for pct in (*PERCENTILES, 99.9))
+        if latencies
+        else (None,) * 4
+    )
+    return ThroughputRun(
+        name=load.name,
+        url=endpoint.url,
+        mode=load.mode,
+        client=BUILTIN,
+        connections=load.connections,
+        seconds=elapsed,
+        requests=len(latencies) + errors,
+        errors=errors,
+        requests_per_second=len(latencies) / elapsed if elapsed > 0 else 0.0,
+        p50=p50,
+        p90=p90,
+        p99=p99,
+        max=latencies[-1] if latencies else None,
+        processes=load.processes,
+        workload=load.workload,
+        p999=p999,
+        offered=rate,
     )

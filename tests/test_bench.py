@@ -36,7 +36,7 @@ from bench.model import QueueModel
 from bench.peer_servers import PEERS, RUST_BOOK_NOTE, installed, launched, ratio_table
 from bench.scenarios import EditionRun, LatencySettings, RouteResult
 from bench.stats import NS_PER_SECOND, Sample, percentile, summarise
-from bench.throughput import Load, ThroughputRun, parse_wrk, wrk_command
+from bench.throughput import Load, ThroughputRun, parse_wrk, run_fixed_rate, wrk_command
 from common.routes import Pages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -815,3 +815,76 @@ def test_each_python_peer_serves_our_pages(name: str) -> None:
                 raw = read_until_close(sock)
             assert raw.startswith(f"HTTP/1.1 {status} ".encode()), raw[:80]
             assert raw.endswith(page)
+
+
+class StallingServer(HeadRecorder):
+    """The recorder, but its 20th request waits 0.3 s for its answer."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+        super().__init__()
+
+    def _serve(self, sock: socket.socket, heads: list[bytes]) -> None:
+        buffer = b""
+        with sock:
+            while data := sock.recv(65536):
+                buffer += data
+                while b"\r\n\r\n" in buffer:
+                    head, buffer = buffer.split(b"\r\n\r\n", 1)
+                    heads.append(head)
+                    self.answered += 1
+                    if self.answered == 20:
+                        time.sleep(0.3)  # the stall the client must not hide
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+def test_a_fixed_rate_counts_the_queue_a_stall_makes() -> None:
+    """Coordinated omission corrected: requests due during a 0.3 s stall are
+    sent late, and their lateness is their latency. A closed-loop client
+    would count one slow answer; here some 30 are slow, the first by ~0.3 s."""
+    server = StallingServer()
+    try:
+        endpoint = Endpoint.parse(f"http://127.0.0.1:{server.port}")
+        load = Load("stalling", endpoint, "keep-alive", 1, 2.0)
+        run = asyncio.run(run_fixed_rate(load, 100.0))
+    finally:
+        server.close()
+    assert run.requests == 200
+    assert run.errors == 0
+    assert run.offered == 100.0
+    assert run.p50 is not None
+    assert run.p50 < 0.05
+    assert run.max is not None
+    assert 0.25 < run.max < 1.0
+    assert run.p99 is not None
+    assert run.p99 > 0.15
+    assert run.p999 is not None
+    assert run.p999 >= run.p99
+
+
+def test_throughput_at_a_fixed_rate_prints_the_tails() -> None:
+    done = bench(
+        "throughput",
+        "--editions",
+        "asyncio",
+        "--rate",
+        "200",
+        "--duration",
+        "0.5",
+        "--concurrency",
+        "2",
+        "--workload",
+        "varied",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "a fixed rate: 200 requests a second over 2 connections" in done.stderr
+    assert "Tails at 200 requests a second offered" in done.stdout
+    rows = [line.split() for line in done.stdout.split("Tails at")[1].splitlines()]
+    tails = [row for row in rows if row[:1] == ["asyncio"]]
+    assert [row[1:3] for row in tails] == [
+        ["varied", "keep-alive"],
+        ["varied", "close"],
+    ]
+    for row in tails:
+        assert 150 <= float(row[3]) <= 250  # achieved, about as offered
+        assert int(row[4]) == 0
