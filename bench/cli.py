@@ -657,7 +657,7 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
         stdout.write("\n" + report.tails_table(runs, offered))
     if scaling := report.scaling_table(runs):
         stdout.write("\n" + scaling)
-    if args.peers:
+    if args.peers and offered is None:  # at a fixed rate, the tails compare
         stdout.write("\n" + peer_servers.ratio_table(runs, rss, idle))
     stdout.flush()
     if plan.json is not None:
