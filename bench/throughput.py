@@ -272,26 +272,42 @@ async def run_builtin(load: Load) -> ThroughputRun:
     client = closing_client if close else keep_alive_client
     await asyncio.gather(*(client(i) for i in range(load.connections)))
     elapsed = (time.perf_counter_ns() - origin) / NS_PER_SECOND
-    good = sorted(s.latency_ns / NS_PER_SECOND for s in samples if s.ok)
-    p50, p90, p99 = (
-        (percentile(good, pct) for pct in PERCENTILES) if good else (None,) * 3
+    good = [s.latency_ns / NS_PER_SECOND for s in samples if s.ok]
+    return _built_in_run(load, good, len(samples) - len(good), elapsed)
+
+
+def _built_in_run(
+    load: Load,
+    latencies: list[float],
+    errors: int,
+    elapsed: float,
+    offered: float | None = None,
+) -> ThroughputRun:
+    """A built-in client's run, from its good requests' latencies (seconds)."""
+    latencies.sort()
+    p50, p90, p99, p999 = (
+        (percentile(latencies, pct) for pct in (*PERCENTILES, 99.9))
+        if latencies
+        else (None,) * 4
     )
     return ThroughputRun(
         name=load.name,
-        url=endpoint.url,
+        url=load.endpoint.url,
         mode=load.mode,
         client=BUILTIN,
         connections=load.connections,
         seconds=elapsed,
-        requests=len(samples),
-        errors=len(samples) - len(good),
-        requests_per_second=len(good) / elapsed if elapsed > 0 else 0.0,
+        requests=len(latencies) + errors,
+        errors=errors,
+        requests_per_second=len(latencies) / elapsed if elapsed > 0 else 0.0,
         p50=p50,
         p90=p90,
         p99=p99,
-        max=good[-1] if good else None,
+        max=latencies[-1] if latencies else None,
         processes=load.processes,
         workload=load.workload,
+        p999=p999,
+        offered=offered,
     )
 
 
@@ -353,28 +369,4 @@ async def run_fixed_rate(load: Load, rate: float) -> ThroughputRun:
 
     await asyncio.gather(*(connection(i) for i in range(min(load.connections, count))))
     elapsed = (time.perf_counter_ns() - start) / NS_PER_SECOND
-    latencies.sort()
-    p50, p90, p99, p999 = (
-        (percentile(latencies, pct) for pct in (*PERCENTILES, 99.9))
-        if latencies
-        else (None,) * 4
-    )
-    return ThroughputRun(
-        name=load.name,
-        url=endpoint.url,
-        mode=load.mode,
-        client=BUILTIN,
-        connections=load.connections,
-        seconds=elapsed,
-        requests=len(latencies) + errors,
-        errors=errors,
-        requests_per_second=len(latencies) / elapsed if elapsed > 0 else 0.0,
-        p50=p50,
-        p90=p90,
-        p99=p99,
-        max=latencies[-1] if latencies else None,
-        processes=load.processes,
-        workload=load.workload,
-        p999=p999,
-        offered=rate,
-    )
+    return _built_in_run(load, latencies, errors, elapsed, offered=rate)
