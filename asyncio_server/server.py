@@ -25,7 +25,12 @@ from common.response import Responder
 from common.routes import Pages, Router
 from common.runtime.cli import Options
 from common.runtime.listener import BACKLOG, defer_accept
-from common.runtime.logs import AccessLog, client_name, listening_message
+from common.runtime.logs import (
+    DROPPED_FOR_WRITE_TIMEOUT,
+    AccessLog,
+    client_name,
+    listening_message,
+)
 from common.runtime.tcp import cork, readable
 
 log = logging.getLogger("hello.asyncio")
@@ -222,7 +227,7 @@ class AsyncioServer:
         behind = writer.transport.get_write_buffer_size()  # no await when not
         if behind and not await client.drain(self.options.write_timeout):
             log.info(
-                "Dropped %s: it read nothing for %.1f s (--write-timeout).",
+                DROPPED_FOR_WRITE_TIMEOUT,
                 client_name(writer.get_extra_info("peername")),
                 self.options.write_timeout,
             )

@@ -293,11 +293,9 @@ class Acceptor:
     def _written(self, client: Client, afterwards: Afterwards, now: float) -> None:
         """A connection's answers are all sent: park it, or close it."""
         if afterwards is Afterwards.PARK:
-            self._park(client, now)
+            self._park(client, now)  # here and now, not through a hand-back
         else:
-            self._server.close_connection(
-                client, linger=afterwards is Afterwards.LINGER
-            )
+            self._server.finish(client, afterwards)
 
     def _dispatch(self, client: Client) -> None:
         """Bytes arrived on a parked connection: off to a worker."""

@@ -10,7 +10,7 @@ read from it meanwhile — and never a worker.
 
 ``--write-timeout`` drops a client that takes none of its answer for that
 long: no progress, not a total, so a slow but steady download is served to
-the end (nginx's ``send_timeout``). :func:`send_all` is the plain version, a
+the end (nginx's ``send_timeout``). :func:`send_rest_here` is the plain version, a
 blocking send in the worker under the same rule; the server falls back to it
 once the acceptor has stopped.
 """
@@ -25,6 +25,7 @@ import selectors
 import threading
 from collections.abc import Callable
 
+from common.runtime.logs import DROPPED_FOR_WRITE_TIMEOUT
 from common.runtime.tcp import DONTWAIT, LAST_WORD, in_flight
 from threaded.parking import Client
 
@@ -37,14 +38,6 @@ class Afterwards(enum.Enum):
     PARK = enum.auto()  # wait for its next request
     CLOSE = enum.auto()
     LINGER = enum.auto()  # close in stages: the client may still be sending
-
-
-def log_dropped(client: Client, write_timeout: float) -> None:
-    logger.info(
-        "Dropped %s: it read nothing for %.1f s (--write-timeout).",
-        client.name(),
-        write_timeout,
-    )
 
 
 def backlog(client: Client) -> int:
@@ -70,9 +63,10 @@ def send_now(client: Client, responses: list[bytes], *, last_word: bool) -> None
     client.unsent = memoryview(data)[sent:] if sent < len(data) else b""
 
 
-def send_all(client: Client, write_timeout: float) -> None:
-    """Send ``client.unsent``, blocking; ``TimeoutError`` if the client takes
-    none of it for ``write_timeout`` seconds."""
+def send_rest_here(client: Client, write_timeout: float) -> bool:
+    """Send ``client.unsent`` in this thread, blocking; False when the client
+    is dropped instead: gone, or it took none of it for ``write_timeout``
+    seconds (logged)."""
     sock = client.sock
     left = backlog(client)
     sock.settimeout(write_timeout)
@@ -82,25 +76,16 @@ def send_all(client: Client, write_timeout: float) -> None:
                 sent = sock.send(client.unsent)
             except TimeoutError:
                 if (now_left := backlog(client)) >= left:
-                    raise
+                    logger.info(DROPPED_FOR_WRITE_TIMEOUT, client.name(), write_timeout)
+                    return False
                 left = now_left
                 continue
             client.unsent = client.unsent[sent:]
             left = backlog(client)
-    finally:
-        sock.settimeout(None)
-
-
-def send_rest_here(client: Client, write_timeout: float) -> bool:
-    """:func:`send_all`, in this thread; False (and logged if it timed out)
-    when the client is dropped instead."""
-    try:
-        send_all(client, write_timeout)
-    except TimeoutError:
-        log_dropped(client, write_timeout)
-        return False
     except OSError:  # reset: the client has gone
         return False
+    finally:
+        sock.settimeout(None)
     return True
 
 
@@ -185,8 +170,9 @@ class Writers:
             self._end(writing)
             self._drop(client)
             return
+        # No deadline to move: room in the socket means the client took
+        # bytes, which the next check sees as a smaller backlog.
         client.unsent = client.unsent[sent:]
-        writing.deadline = now + self._timeout  # the next check finds it later
         if not client.unsent:
             self._end(writing)
             self._finish(client, writing.afterwards, now)
@@ -201,7 +187,7 @@ class Writers:
                 writing.left = left
                 writing.deadline = now + self._timeout
                 continue
-            log_dropped(writing.client, self._timeout)
+            logger.info(DROPPED_FOR_WRITE_TIMEOUT, writing.client.name(), self._timeout)
             self._end(writing)
             self._drop(writing.client)
         self.next_check = min((w.deadline for w in self._writing), default=math.inf)

@@ -59,6 +59,9 @@ def workers_detail(count: int) -> str:
     return "1 worker" if count == 1 else f"{count} workers"
 
 
+DROPPED_FOR_WRITE_TIMEOUT = "Dropped %s: it read nothing for %.1f s (--write-timeout)."
+"""Both editions' log line (client, seconds) for a client that took nothing."""
+
 CLIENT_CLOSED_REQUEST = 499
 """nginx's status for a request whose client left before its answer."""
 
