@@ -233,47 +233,46 @@ async def run_builtin(load: Load) -> ThroughputRun:
     deadline = loop.time() + load.seconds
     origin = time.perf_counter_ns()
     samples: list[Sample] = []
-
     close = load.mode == "close"
     base = run_base(time.time_ns())
 
-    def head(number: int, connection: int) -> bytes:
-        return request_head(
-            load.workload,
-            endpoint.host_header,
-            number=base + connection * 1_000_000_000 + number,
-            connection=connection,
-            close=close,
-        )
-
-    async def keep_alive_client(connection: int) -> None:
-        client = KeepAliveClient(endpoint)
+    async def connection(index: int) -> None:
+        keep_alive = None if close else KeepAliveClient(endpoint)
         try:
-            number = 0
+            number = base + index * 1_000_000_000  # its own billion
             while loop.time() < deadline and len(samples) < MAX_REQUESTS:
                 number += 1
-                request = head(number, connection)
-                sample = await client.get(
-                    "/", origin, deadline=deadline + 5, head=request
+                head = request_head(
+                    load.workload,
+                    endpoint.host_header,
+                    number=number,
+                    connection=index,
+                    close=close,
                 )
-                samples.append(sample)
+                samples.append(
+                    await _request(endpoint, keep_alive, origin, deadline + 5, head)
+                )
         finally:
-            await client.close()
+            if keep_alive is not None:
+                await keep_alive.close()
 
-    async def closing_client(connection: int) -> None:
-        number = 0
-        while loop.time() < deadline and len(samples) < MAX_REQUESTS:
-            number += 1
-            request = head(number, connection)
-            samples.append(
-                await fetch(endpoint, "/", origin, deadline=deadline + 5, head=request)
-            )
-
-    client = closing_client if close else keep_alive_client
-    await asyncio.gather(*(client(i) for i in range(load.connections)))
+    await asyncio.gather(*(connection(i) for i in range(load.connections)))
     elapsed = (time.perf_counter_ns() - origin) / NS_PER_SECOND
     good = [s.latency_ns / NS_PER_SECOND for s in samples if s.ok]
     return _built_in_run(load, good, len(samples) - len(good), elapsed)
+
+
+async def _request(
+    endpoint: Endpoint,
+    keep_alive: KeepAliveClient | None,
+    origin: int,
+    deadline: float,
+    head: bytes,
+) -> Sample:
+    """Send ``head`` on the kept-alive connection, or on a fresh one if None."""
+    if keep_alive is None:
+        return await fetch(endpoint, "/", origin, deadline=deadline, head=head)
+    return await keep_alive.get("/", origin, deadline=deadline, head=head)
 
 
 def _built_in_run(
@@ -350,14 +349,7 @@ async def run_fixed_rate(load: Load, rate: float) -> ThroughputRun:
                     connection=index,
                     close=close,
                 )
-                if keep_alive is None:
-                    sample = await fetch(
-                        endpoint, "/", origin, deadline=give_up, head=head
-                    )
-                else:
-                    sample = await keep_alive.get(
-                        "/", origin, deadline=give_up, head=head
-                    )
+                sample = await _request(endpoint, keep_alive, origin, give_up, head)
                 if sample.ok:
                     done = origin + sample.start_ns + sample.latency_ns
                     latencies.append((done - due) / NS_PER_SECOND)

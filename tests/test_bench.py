@@ -257,6 +257,7 @@ class HeadRecorder:
                 while b"\r\n\r\n" in buffer:
                     head, buffer = buffer.split(b"\r\n\r\n", 1)
                     heads.append(head)
+                    self.before_answering(len(heads))
                     close = b"connection: close" in head.lower()
                     sock.sendall(
                         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
@@ -265,6 +266,9 @@ class HeadRecorder:
                     )
                     if close:
                         return
+
+    def before_answering(self, count: int) -> None:
+        """Called before each answer; ``count``: the connection's requests so far."""
 
     def close(self) -> None:
         self.listener.close()
@@ -818,24 +822,11 @@ def test_each_python_peer_serves_our_pages(name: str) -> None:
 
 
 class StallingServer(HeadRecorder):
-    """The recorder, but its 20th request waits 0.3 s for its answer."""
+    """The recorder, but a connection's 20th request waits 0.3 s for its answer."""
 
-    def __init__(self) -> None:
-        self.answered = 0
-        super().__init__()
-
-    def _serve(self, sock: socket.socket, heads: list[bytes]) -> None:
-        buffer = b""
-        with sock:
-            while data := sock.recv(65536):
-                buffer += data
-                while b"\r\n\r\n" in buffer:
-                    head, buffer = buffer.split(b"\r\n\r\n", 1)
-                    heads.append(head)
-                    self.answered += 1
-                    if self.answered == 20:
-                        time.sleep(0.3)  # the stall the client must not hide
-                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    def before_answering(self, count: int) -> None:
+        if count == 20:
+            time.sleep(0.3)  # the stall the client must not hide
 
 
 def test_a_fixed_rate_counts_the_queue_a_stall_makes() -> None:
