@@ -18,7 +18,7 @@ answer to its next request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from common.errors import ProtocolError
 from common.limits import Limits
@@ -27,9 +27,12 @@ from common.response import ConnectionHeader, Responder
 from common.routes import Reply, Router, error_reply
 
 
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """One request (or one failure) and the reply chosen for it."""
+class Exchange(NamedTuple):
+    """One request (or one failure) and the reply chosen for it.
+
+    Immutable, since the server's connections share remembered ones; a named
+    tuple, as :class:`~common.parser.Request` is, for its cost.
+    """
 
     request_line: str
     """As received, for the access log; ``-`` when it could not be parsed."""

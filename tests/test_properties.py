@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from common.connection import HttpConnection
 from common.errors import ProtocolError
 from common.limits import Limits
-from common.parser import HTTPVersion, Request, RequestParser
+from common.parser import HeadCache, HTTPVersion, Request, RequestParser
 from common.response import Responder
 from common.routes import Pages, Router
 
@@ -78,6 +78,7 @@ TARGETS = [
 ]
 TOKEN_VALUE = st.text(alphabet="abcXYZ019-._~!", min_size=0, max_size=12)
 FIELD_NAME = st.sampled_from(["X-A", "x-b", "Accept", "User-Agent", "X-Trace-Id"])
+OWS = st.sampled_from(["", " ", "\t", " \t "])
 EOL = st.just(b"\r\n")  # a bare LF in a head is refused (test_parser)
 LEADING = st.sampled_from([b"\r\n", b"\n"])  # empty lines before a request
 
@@ -105,7 +106,8 @@ def valid_request(draw: st.DrawFn) -> tuple[bytes, Expected]:
     else:
         keep_alive = "keep-alive" in tokens and "close" not in tokens
     for name, value in draw(st.lists(st.tuples(FIELD_NAME, TOKEN_VALUE), max_size=2)):
-        fields.append(f"{name}: {value}".encode())
+        before, after = draw(OWS), draw(OWS)  # stripped from the value
+        fields.append(f"{name}:{before}{value}{after}".encode())
 
     framing = draw(
         st.sampled_from(
@@ -223,14 +225,22 @@ CUTS = st.lists(st.integers(0, 1000), max_size=12)
 class Outcome:
     requests: tuple[Request, ...]
     error: int | None
+    said: tuple[str, str | None] | None = None
+    """The error's detail and the request line it logs."""
 
 
-def outcome(pieces: list[bytes], *, eof: bool) -> Outcome:
+def outcome(
+    pieces: list[bytes],
+    *,
+    eof: bool,
+    one_pass: bool = True,
+    cache: HeadCache | None = None,
+) -> Outcome:
     """Feed ``pieces`` one by one, draining after each; stop at the first error.
 
     Anything but ProtocolError escapes and fails the test.
     """
-    parser = RequestParser(LIMITS)
+    parser = RequestParser(LIMITS, cache, one_pass=one_pass)
     requests: list[Request] = []
     try:
         for piece in pieces:
@@ -243,7 +253,8 @@ def outcome(pieces: list[bytes], *, eof: bool) -> Outcome:
                 requests.append(request)
     except ProtocolError as error:
         assert parser.next_request() is None  # a failed parser stays failed
-        return Outcome(tuple(requests), error.status.value)
+        said = (error.detail, error.request_line)
+        return Outcome(tuple(requests), error.status.value, said)
     return Outcome(tuple(requests), None)
 
 
@@ -278,6 +289,33 @@ def test_arbitrary_bytes_raise_only_protocol_errors_whatever_the_split(
 ) -> None:
     """The outcome (requests, then the error's status) never depends on the split."""
     assert outcome(split(data, cuts), eof=eof) == outcome([data], eof=eof)
+
+
+@settings(SETTINGS, max_examples=300)
+@given(data=ANY_BYTES, cuts=CUTS, eof=st.booleans())
+def test_the_one_pass_reading_agrees_with_the_line_by_line_one(
+    data: bytes, cuts: list[int], eof: bool
+) -> None:
+    """Common heads take one regex pass; every head, the plain parse. Same
+    requests, same error, same detail and logged line, whatever the bytes."""
+    pieces = split(data, cuts)
+    plain = outcome(pieces, eof=eof, one_pass=False)
+    assert outcome(pieces, eof=eof) == plain
+    assert outcome(pieces, eof=eof, cache=HeadCache(LIMITS)) == plain
+
+
+@SETTINGS
+@given(pipeline=PIPELINES, mutated=st.lists(mutated_pipeline(), max_size=3))
+def test_requests_read_one_per_piece_agree_with_the_plain_parse(
+    pipeline: list[tuple[bytes, Expected]], mutated: list[bytes]
+) -> None:
+    """A read holding exactly one head is parsed where it lies (feed's short
+    cut, remembered in the cache): the same outcome as the line-by-line parse."""
+    pieces = [raw for raw, _ in pipeline] + mutated
+    cache = HeadCache(LIMITS)
+    plain = outcome(pieces, eof=False, one_pass=False)
+    for _ in range(2):  # the second time round, the heads come from the cache
+        assert outcome(pieces, eof=False, cache=cache) == plain
 
 
 # -- the connection --------------------------------------------------------------------
