@@ -289,7 +289,8 @@ class RequestParser:
         """
         if self._state is _State.HEAD:
             # A search, not lstrip(): no copy of a large buffer on every call.
-            return _NOT_CRLF.search(self._buffer) is not None
+            buf = self._buffer
+            return bool(buf) and _NOT_CRLF.search(buf) is not None
         return self._state is not _State.FAILED
 
     @property
@@ -321,8 +322,9 @@ class RequestParser:
         if self._deferred is not None:
             error, self._deferred = self._deferred, None
             raise error
-        if self._state is _State.FAILED:
-            return None
+        state = self._state
+        if state is _State.FAILED or (state is _State.HEAD and not self._buffer):
+            return None  # the usual answer once a read's requests are out
         try:
             if self._state is not _State.HEAD:
                 try:
