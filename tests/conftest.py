@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from support import EDITIONS, RunningServer, start_server
+from support import EDITIONS, SPAWN, RunningServer, start_server
 
 ServerFactory = Callable[..., RunningServer]
 
@@ -39,11 +39,14 @@ def server(edition: str, server_factory: ServerFactory) -> RunningServer:
 
 @pytest.fixture(scope="session")
 def shared_servers() -> Iterator[dict[str, RunningServer]]:
-    """One long-lived server per edition, for read-only tests that may share one."""
+    """One long-lived server per edition (and one of ``--spawn``), for
+    read-only tests that may share one."""
     servers: dict[str, RunningServer] = {}
     try:
         for name in EDITIONS:
             servers[name] = start_server(name, "--sleep-seconds", "0.2")
+        # The threaded edition without its pool (Listing 21-11), under "spawn".
+        servers[SPAWN] = start_server("threaded", "--spawn", "--sleep-seconds", "0.2")
         yield servers
     finally:
         for running in servers.values():

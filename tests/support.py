@@ -24,6 +24,9 @@ from common.runtime.logs import LISTENING
 
 MODULES = EDITION_MODULES
 EDITIONS = tuple(MODULES)
+SPAWN = "spawn"
+"""``threaded --spawn`` among the shared servers: a design, not an edition."""
+DESIGNS = (*EDITIONS, SPAWN)
 START_TIMEOUT = 15.0
 
 

@@ -18,6 +18,7 @@ import pytest
 from cases import CASES, Case
 from conftest import ServerFactory
 from support import (
+    SPAWN,
     RunningServer,
     connect,
     exchange_raw,
@@ -88,8 +89,10 @@ def test_same_bytes(case: Case, shared_servers: dict[str, RunningServer]) -> Non
     asyncio = exchange_raw(
         shared_servers["asyncio"].port, case.data, half_close=half_close
     )
+    spawn = exchange_raw(shared_servers[SPAWN].port, case.data, half_close=half_close)
     assert threaded, "threaded sent nothing"
     assert without_date(threaded) == without_date(asyncio)
+    assert without_date(spawn) == without_date(threaded)  # --spawn: same bytes
 
 
 def _sleep_at_once(port: int, count: int) -> tuple[list[float], list[bytes]]:

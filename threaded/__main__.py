@@ -1,4 +1,5 @@
-"""``python -m threaded``: the book's server on 127.0.0.1:7878, four workers."""
+"""``python -m threaded``: the book's server on 127.0.0.1:7878, four workers
+(or, with ``--spawn``, a thread per connection: the book's Listing 21-11)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from common.runtime.signals import name as signal_name
 from common.runtime.supervisor import supervise
 from threaded.pool import PoolCreationError
 from threaded.server import ThreadedServer
+from threaded.spawn import SPAWN_DETAIL, SpawningServer
 
 logger = logging.getLogger("threaded.server")
 
@@ -34,8 +36,12 @@ def serve(options: Options, sock: socket.socket | None = None) -> int:
     traceback (the book unwraps both, A3 and F6).
     """
     raise_open_file_limit()  # each connection is a descriptor
+    server: ThreadedServer | SpawningServer
     try:
-        server = ThreadedServer(options, sock)
+        if options.spawn:
+            server = SpawningServer(options, sock)
+        else:
+            server = ThreadedServer(options, sock)
     except OSError as error:
         where = url(options.host, options.port)
         print(f"error: cannot listen on {where}: {error}", file=sys.stderr)
@@ -43,7 +49,7 @@ def serve(options: Options, sock: socket.socket | None = None) -> int:
     except PoolCreationError as error:
         print(f"error: cannot start the workers: {error}", file=sys.stderr)
         return 1
-    details = workers_detail(options.workers)
+    details = design_detail(options)
     on_main = threading.current_thread() is threading.main_thread()
     # Elsewhere signals are the embedding program's business.
     with signals_handled(server) if on_main else contextlib.nullcontext():
@@ -54,7 +60,7 @@ def serve(options: Options, sock: socket.socket | None = None) -> int:
 
 
 @contextlib.contextmanager
-def signals_handled(server: ThreadedServer) -> Iterator[None]:
+def signals_handled(server: ThreadedServer | SpawningServer) -> Iterator[None]:
     """SIGINT/SIGTERM stop ``server`` while the block runs (main thread only);
     each also wakes the acceptor. Its wake-up fd is a duplicate of the
     acceptor's wake socket, which the shutdown closes before this ends."""
@@ -65,6 +71,11 @@ def signals_handled(server: ThreadedServer) -> Iterator[None]:
             yield
     finally:
         os.close(wakeup)
+
+
+def design_detail(options: Options) -> str:
+    """The start-up line's detail: ``4 workers``, or ``a thread per connection``."""
+    return SPAWN_DETAIL if options.spawn else workers_detail(options.workers)
 
 
 def exit_at_once(signum: int) -> None:
@@ -78,7 +89,7 @@ def main() -> None:
     options = parse_options(Edition.THREADED)
     configure_logging(options.log_level)
     if options.processes > 1:  # a parent that forks and supervises the servers
-        details = workers_detail(options.workers)
+        details = design_detail(options)
         sys.exit(supervise(options, lambda sock: serve(options, sock), details))
     sys.exit(serve(options))
 

@@ -38,7 +38,7 @@ SWEEP_FLOOR = 0.01
 hand-backs, however short the timeouts (see :meth:`Acceptor.run`)."""
 ACCEPT_PAUSE = 0.5
 """Seconds to stop accepting after EMFILE and friends, instead of spinning."""
-_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class Listener(socket.socket):
@@ -211,7 +211,7 @@ class Acceptor:
                 return
             except OSError as error:
                 # The book unwraps here (A4): one EMFILE ended the server.
-                if error.errno not in _RESOURCE_ERRORS:  # e.g. ECONNABORTED
+                if error.errno not in RESOURCE_ERRORS:  # e.g. ECONNABORTED
                     logger.warning("accept() failed: %s", error)
                     continue
                 # The backlog stays readable: pause rather than spin on it.

@@ -16,31 +16,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import threading
-import time
 from functools import partial
 from types import TracebackType
 
-from common.budget import RequestBudget
-from common.connection import Exchange, ExchangeCache, HttpConnection
-from common.errors import ServiceUnavailable
-from common.response import Responder
-from common.routes import Pages, Router
+from common.connection import Exchange, HttpConnection
 from common.runtime.cli import Options
 from common.runtime.listener import listen
-from common.runtime.logs import AccessLog, client_name, url
+from common.runtime.logs import url
 from common.runtime.signals import stop_signals_blocked
-from common.runtime.tcp import DONTWAIT, RECV_SIZE, send_once, sleep_unless_departed
+from common.runtime.tcp import DONTWAIT, RECV_SIZE
 from threaded.acceptor import Acceptor, Listener
+from threaded.answering import Answering
 from threaded.parking import ONESHOT_AVAILABLE, Client, ServerStats
 from threaded.pool import PoolCreationError
 from threaded.wake import WakeOnDemandPool
-from threaded.writing import Afterwards, send_now, send_rest_here
+from threaded.writing import Afterwards, send_rest_here
 
 logger = logging.getLogger(__name__)
 
 
-class ThreadedServer:
+class ThreadedServer(Answering):
     """A listening socket, a thread pool and the acceptor that joins them.
 
     All its state is its own (no globals). It binds and starts its workers
@@ -56,23 +51,10 @@ class ThreadedServer:
         *,
         oneshot: bool = ONESHOT_AVAILABLE,
     ) -> None:
-        self.options = options
-        self.limits = options.limits()
-        self._router = Router(Pages.load(), options.sleep_seconds)
-        # Repeated request heads parse once (a dict look-up), for all workers.
-        self._cache = ExchangeCache(self._router, self.limits)
-        # One responder for all workers: its caches are dicts whose single
-        # operations are atomic under the GIL (a race serves a Date 1 s old).
-        self._responder = Responder()
-        self._access = AccessLog(options.access_log)
-        self._log_access = options.access_log
-        self._budget = RequestBudget(options.max_requests)
-        self._busy = Exchange.failure(ServiceUnavailable())
+        super().__init__(options)
         # Every open client (the acceptor adds, whoever closes discards;
         # set.add and set.discard are atomic under the GIL).
         self._clients: set[Client] = set()
-        self.stop_requested = False
-        """Set by anyone (a signal, --max-requests), read by anyone."""
 
         if sock is None:
             sock = listen(options.host, options.port)
@@ -159,11 +141,6 @@ class ThreadedServer:
         self._clients.add(client)
         return client
 
-    def refuse(self, sock: socket.socket, address: tuple[str, int]) -> None:
-        """503 to a connection beyond ``--max-connections``, without waiting."""
-        self._say_once(sock, client_name(address), self._busy)
-        sock.close()
-
     def dispatch(self, client: Client) -> None:
         """Queue a connection that has bytes to read, or 503 if all are busy.
 
@@ -178,12 +155,6 @@ class ThreadedServer:
         """Answer ``exchange`` (503, 408) without waiting on the client, and close."""
         self._say_once(client.sock, client.name(), exchange)
         self.close_connection(client, linger=True)  # a slow head may still come
-
-    def _say_once(self, sock: socket.socket, name: str, exchange: Exchange) -> None:
-        started = time.perf_counter_ns()
-        sent = send_once(sock, exchange.render(self._responder))
-        if self._log_access:
-            self._access.record(name, exchange, sent, started)
 
     def close_connection(self, client: Client, *, linger: bool = False) -> None:
         """Close a connection; never raises. ``linger``: the client may still
@@ -253,95 +224,8 @@ class ThreadedServer:
         else:
             self.close_connection(client)
 
-    def _closing(self, client: Client, data: bytes) -> Afterwards:
-        """In stages if unread bytes could be on their way (closing at once
-        would reset): not after the client closed, nor after it asked to close
-        and all it sent was whole requests (RFC 9112 §9.6); shutting down, a
-        client may have pipelined more."""
-        if data and (
-            self.stop_requested or len(data) == RECV_SIZE or not client.http.consumed
-        ):
-            return Afterwards.LINGER
-        return Afterwards.CLOSE
-
-    def _answer(self, client: Client, data: bytes) -> Afterwards:
-        """Answer every complete request in the buffer; then what to do with
-        the connection.
-
-        Responses to pipelined requests go out together, in one ``send``,
-        except that those ready before a ``/sleep`` are sent before sleeping.
-        """
-        http = client.http
-        http.receive(data)
-        exchanges: list[Exchange] = []
-        while (exchange := http.next_exchange()) is not None:
-            exchanges.append(exchange)
-        if exchanges:
-            started = time.perf_counter_ns() if self._log_access else 0
-            last = len(exchanges) - 1
-            pending: list[tuple[Exchange, bytes]] = []
-            spent = False  # --max-requests reached: stop once the answers are out
-            for index, exchange in enumerate(exchanges):
-                delay = exchange.reply.delay
-                if delay > 0:
-                    if pending:
-                        self._send(client, pending, started, last_word=False)
-                        pending = []
-                    if self._sleep(client, delay):  # the client has gone
-                        self._departed(client, exchange, started, spent=spent)
-                        return Afterwards.CLOSE
-                spent = self._budget.spend() or spent
-                # Shutting down: the last answer says Connection: close.
-                closing = index == last and (spent or self.stop_requested)
-                response = exchange.render(self._responder, closing=closing)
-                pending.append((exchange, response))
-            last_word = http.closed or spent or self.stop_requested  # we close next
-            try:
-                self._send(client, pending, started, last_word=last_word)
-            finally:
-                if spent:  # after the answer and its log line, as the book's take(2)
-                    self.request_stop()
-            if last_word:
-                return self._closing(client, data)
-        if not data:  # the client closed its side
-            return Afterwards.CLOSE
-        client.request_started = (
-            (client.request_started or time.monotonic()) if http.mid_request else None
-        )
-        return Afterwards.PARK
-
-    def _departed(
-        self, client: Client, exchange: Exchange, started: int, *, spent: bool
-    ) -> None:
-        """Its client left during the delay: log 499, send nothing more."""
-        if self._log_access:
-            self._access.record(client.name(), exchange, 0, started, departed=True)
-        client.unsent = b""
-        if spent:  # an earlier answer of this batch spent --max-requests
-            self.request_stop()
-
-    def _sleep(self, client: Client, delay: float) -> bool:
-        """The book's ``/sleep``: this worker is busy for ``delay`` seconds —
-        unless the client leaves meanwhile (True): then it is free at once."""
-        worker = threading.current_thread().name
-        logger.debug("%s sleeps %.1f s for %s.", worker, delay, client.name())
-        with self.pool.blocking():
-            return sleep_unless_departed(client.sock, delay)
-
-    def _send(
-        self,
-        client: Client,
-        answered: list[tuple[Exchange, bytes]],
-        started: int,
-        *,
-        last_word: bool,
-    ) -> None:
-        """Send responses in one go, never waiting (:func:`send_now`), and log them."""
-        send_now(client, [response for _, response in answered], last_word=last_word)
-        if self._log_access:
-            name = client.name()
-            for exchange, response in answered:
-                self._access.record(name, exchange, len(response), started)
+    def _blocking(self) -> contextlib.AbstractContextManager[None]:
+        return self.pool.blocking()  # the pool wakes another worker meanwhile
 
     def _hand_back(self, client: Client) -> None:
         """Return a connection to be parked, or close it if stopping."""

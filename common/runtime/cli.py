@@ -72,6 +72,8 @@ class Options:
     queue_size: int = 1024
     loop: LoopChoice = LoopChoice.AUTO
     processes: int = 1
+    spawn: bool = False
+    """threaded: a thread per connection instead of the pool (Listing 21-11)."""
 
     def connection_limit(self) -> int:
         """``--max-connections``, or by default what the open-file limit
@@ -231,12 +233,25 @@ def build_parser(edition: Edition) -> argparse.ArgumentParser:
         "pool or loop, supervised by a parent that restarts any that dies",
     )
     if edition is Edition.THREADED:
-        add("--workers", type=_count, default=4, help="threads in the pool")
+        # No default here: given with --spawn, they are an error (see below).
+        add(
+            "--workers",
+            type=_count,
+            default=argparse.SUPPRESS,
+            help="threads in the pool (default: 4)",
+        )
         add(
             "--queue-size",
             type=_count,
-            default=1024,
-            help="jobs that may wait for a worker before new ones get 503",
+            default=argparse.SUPPRESS,
+            help="jobs that may wait for a worker before new ones get 503"
+            " (default: 1024)",
+        )
+        add(
+            "--spawn",
+            action="store_true",
+            help="no pool: a new thread for each connection, as the book's"
+            " Listing 21-11 (--max-connections bounds them)",
         )
     else:
         add(
@@ -250,8 +265,15 @@ def build_parser(edition: Edition) -> argparse.ArgumentParser:
 
 def parse_options(edition: Edition, argv: Sequence[str] | None = None) -> Options:
     """Parse ``argv`` (default: ``sys.argv[1:]``) into :class:`Options`."""
-    args = build_parser(edition).parse_args(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(edition)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     threaded = edition is Edition.THREADED
+    spawn = threaded and args.spawn
+    if spawn:
+        for flag in ("workers", "queue_size"):
+            if hasattr(args, flag):
+                option = "--" + flag.replace("_", "-")
+                parser.error(f"{option} sizes the pool, and --spawn runs none")
     return Options(
         edition=edition,
         host=args.host,
@@ -267,8 +289,9 @@ def parse_options(edition: Edition, argv: Sequence[str] | None = None) -> Option
         ),
         max_requests=None if args.max_requests is None else int(args.max_requests),
         shutdown_timeout=args.shutdown_timeout,
-        workers=int(args.workers) if threaded else 4,
-        queue_size=int(args.queue_size) if threaded else 1024,
+        workers=int(getattr(args, "workers", 4)),
+        queue_size=int(getattr(args, "queue_size", 1024)),
+        spawn=spawn,
         loop=LoopChoice.AUTO if threaded else LoopChoice(args.loop),
         processes=int(args.processes),
     )
