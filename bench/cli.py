@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import itertools
 import math
@@ -24,8 +25,9 @@ from typing import NoReturn, TextIO
 
 from bench import client, peer_servers, report, screenshot, servers
 from bench.client import BadTarget, Endpoint
+from bench.footprint import FootprintWatch
 from bench.idle import IDLE_CONNECTIONS, idle_growth
-from bench.model import EDITIONS
+from bench.model import DESIGNS, EDITIONS
 from bench.progress import Progress
 from bench.scenarios import EditionRun, LatencySettings, run_latency
 from bench.throughput import (
@@ -120,10 +122,10 @@ def _target(text: str) -> Target:
 
 def _editions(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in EDITIONS]
+    unknown = [name for name in names if name not in DESIGNS]
     if not names or unknown:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: choose from {','.join(EDITIONS)} (comma-separated)"
+            f"{text!r}: choose from {','.join(DESIGNS)} (comma-separated)"
         )
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"{text!r} names an edition twice")
@@ -169,7 +171,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _common(parser: argparse.ArgumentParser, *, concurrency: int) -> None:
+def _common(
+    parser: argparse.ArgumentParser, *, concurrency: int, editions: tuple[str, ...]
+) -> None:
     add = parser.add_argument
     add(
         "--concurrency",
@@ -190,9 +194,10 @@ def _common(parser: argparse.ArgumentParser, *, concurrency: int) -> None:
         type=_editions,
         default=None,
         metavar="LIST",
-        help="editions to start and measure (default: threaded,asyncio, "
-        "or none when --target is given)",
+        help=f"editions to start and measure, spawn being threaded --spawn "
+        f"(default: {','.join(editions)}, or none when --target is given)",
     )
+    parser.set_defaults(default_editions=editions)
     add(
         "--target",
         type=_target,
@@ -209,12 +214,13 @@ def _common(parser: argparse.ArgumentParser, *, concurrency: int) -> None:
 def build_latency_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
-        description="Latency of GET /sleep and GET / under both editions, side by "
-        "side with a queueing model. 'python -m bench throughput --help' "
-        "for the requests-per-second bench.",
+        description="Latency of GET /sleep and GET / under the chapter's three "
+        "designs (a thread pool, a thread per connection, an event loop), side by "
+        "side with a queueing model, and the threads and memory each takes. "
+        "'python -m bench throughput --help' for the requests-per-second bench.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    _common(parser, concurrency=16)
+    _common(parser, concurrency=16, editions=DESIGNS)
     add = parser.add_argument
     add(
         "--sleep-seconds",
@@ -249,7 +255,7 @@ def build_throughput_parser() -> argparse.ArgumentParser:
         "and with Connection: close; wrk when it is on PATH.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    _common(parser, concurrency=16)
+    _common(parser, concurrency=16, editions=EDITIONS)
     add = parser.add_argument
     add(
         "--duration",
@@ -330,7 +336,7 @@ def _plan(args: argparse.Namespace) -> Plan:
     targets = tuple(args.target)
     editions = args.editions
     if editions is None:
-        editions = () if targets else EDITIONS
+        editions = () if targets else args.default_editions
     plan = Plan(editions, targets, int(args.workers), args.json)
     names = plan.names()
     if duplicated := sorted({name for name in names if names.count(name) > 1}):
@@ -404,6 +410,8 @@ class Subject:
     endpoint: Endpoint
     details: str
     started: bool
+    pid: int | None = None
+    """The process the bench started, whose /proc it reads (None: a target)."""
 
 
 def _subjects(plan: Plan, launched: dict[str, servers.LaunchedServer]) -> list[Subject]:
@@ -412,7 +420,7 @@ def _subjects(plan: Plan, launched: dict[str, servers.LaunchedServer]) -> list[S
     for name in plan.editions:
         server = launched[name]
         assert server.endpoint is not None  # launched() guarantees it
-        chosen.append(Subject(name, server.endpoint, server.details, started=True))
+        chosen.append(Subject(name, server.endpoint, server.details, True, server.pid))
     chosen.extend(
         Subject(t.name, t.endpoint, "target", started=False) for t in plan.targets
     )
@@ -445,11 +453,12 @@ def latency_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> int
             await _warm_up(name, subject.endpoint)
             # A target named after an edition is compared with that edition's
             # model, on the bench's --workers and --sleep-seconds.
-            model = settings.model(name) if name in EDITIONS else None
+            model = settings.model(name) if name in DESIGNS else None
             progress.phase(
                 f"{name}: {settings.concurrency} x GET /sleep + GET / at "
                 f"{settings.rate:g}/s (time limit {settings.time_limit():g} s)"
             )
+            watch = None if subject.pid is None else FootprintWatch(subject.pid)
             run = await run_latency(
                 name,
                 subject.endpoint,
@@ -459,6 +468,8 @@ def latency_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> int
                 model=model,
                 status=progress.status,
             )
+            if watch is not None:
+                run = dataclasses.replace(run, footprint=await watch.stop())
             progress.phase(f"{name}: done in {run.wall_seconds:.1f} s")
             runs.append(run)
         return runs

@@ -2,11 +2,12 @@
 
 The book's point in numbers: a pool of ``workers`` threads serves C
 simultaneous ``/sleep`` requests in waves, so the k-th to finish does so at
-about ``ceil(k / workers) * sleep``; an event loop sleeps them all at once, so
-each takes about ``1 * sleep``. A ``GET /`` sent meanwhile to the threaded
-edition waits in the job queue until the first worker comes free; the event
-loop answers it at once. The model ignores the server's own overheads, so the
-measured figures should sit a little above it, never far from it.
+about ``ceil(k / workers) * sleep``; a thread per connection (``spawn``) and
+an event loop sleep them all at once, so each takes about ``1 * sleep``. A
+``GET /`` sent meanwhile to the pool waits in the job queue until the first
+worker comes free; the other two answer it at once. The model ignores the
+server's own overheads, so the measured figures should sit a little above
+it, never far from it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ FIT_TOLERANCE = 0.05
 """How close to the model a /sleep must finish to count as fitting it (5 %)."""
 
 THREADED = "threaded"
+SPAWN = "spawn"
+"""``python -m threaded --spawn``: a thread per connection (Listing 21-11)."""
 ASYNCIO = "asyncio"
 EDITIONS = (THREADED, ASYNCIO)
+DESIGNS = (THREADED, SPAWN, ASYNCIO)
+"""The chapter's three designs, in its order: what the latency bench compares."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,5 +135,10 @@ class QueueModel:
                 f"threaded model: k-th /sleep at ceil(k/{self.workers}) x {sleep}; "
                 f"/ waits for the first free worker "
                 f"({self.first_free_worker():g} s after the start)"
+            )
+        if self.edition == SPAWN:
+            return (
+                f"spawn model: every /sleep at 1 x {sleep}, each on a thread of "
+                "its own; / answered at once"
             )
         return f"asyncio model: every /sleep at 1 x {sleep}; / answered at once"

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.client import Endpoint
+from bench.footprint import kib_to_mib, read_status
 from bench.throughput import ThroughputRun
 
 INSTALL_WRK = "wrk is not on PATH; install it with: apt-get install wrk"
@@ -231,14 +232,7 @@ def _started(
 
 def rss_mib(pid: int) -> float | None:
     """VmRSS of a process in MiB (Linux), or None when it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        return None
-    return None
+    return kib_to_mib(read_status(pid).get("VmRSS"))
 
 
 def ratio_table(

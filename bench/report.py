@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.footprint import Footprint
 from bench.scenarios import EditionRun, LatencySettings, RouteResult
 from bench.stats import NS_PER_SECOND, Summary
 from bench.throughput import ThroughputRun
@@ -25,7 +26,8 @@ JSON_VERSION = 1
 
 _LATENCY_HEAD = (
     f"{'edition':<10} {'route':<7} {'':<8} {'count':>6} {'errors':>6} "
-    f"{'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'max ms':>9} {'req/s':>8}"
+    f"{'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'max ms':>9} {'req/s':>8} "
+    f"{'threads':>7} {'RSS MiB':>7}"
 )
 
 
@@ -33,17 +35,37 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.1f}"
 
 
-def _row(name: str, route: str, kind: str, summary: Summary, errors: str) -> str:
+def _row(
+    name: str, route: str, kind: str, summary: Summary, errors: str, *, costs: str = ""
+) -> str:
     return (
         f"{name:<10} {route:<7} {kind:<8} {summary.count:>6} {errors:>6} "
         f"{_ms(summary.p50):>9} {_ms(summary.p90):>9} {_ms(summary.p99):>9} "
-        f"{_ms(summary.max):>9} {summary.throughput:>8.1f}"
-    )
+        f"{_ms(summary.max):>9} {summary.throughput:>8.1f}{costs}"
+    ).rstrip()
 
 
-def _route_rows(name: str, result: RouteResult) -> list[str]:
+def _costs(footprint: Footprint | None) -> str:
+    """The peak-threads and peak-RSS columns ("-": not read)."""
+    threads = rss = "-"
+    if footprint is not None:
+        if footprint.peak_threads is not None:
+            threads = str(footprint.peak_threads)
+        if footprint.peak_rss_mib is not None:
+            rss = f"{footprint.peak_rss_mib:.1f}"
+    return f" {threads:>7} {rss:>7}"
+
+
+def _route_rows(name: str, result: RouteResult, costs: str = "") -> list[str]:
     rows = [
-        _row(name, result.route, "measured", result.summary, str(result.summary.errors))
+        _row(
+            name,
+            result.route,
+            "measured",
+            result.summary,
+            str(result.summary.errors),
+            costs=costs,
+        )
     ]
     if result.model is not None:
         rows.append(_row("", "", "model", result.model, "-"))
@@ -61,8 +83,10 @@ def latency_table(settings: LatencySettings, runs: Sequence[EditionRun]) -> str:
         "-" * len(_LATENCY_HEAD),
     ]
     for run in runs:
-        for result in run.routes:
-            lines.extend(_route_rows(run.name, result))
+        for index, result in enumerate(run.routes):
+            # The server's peaks belong to the run: on its first row only.
+            costs = _costs(run.footprint) if index == 0 else ""
+            lines.extend(_route_rows(run.name, result, costs))
     lines.append("")
     for run in runs:
         origin = "started by the bench" if run.started else "--target"
@@ -228,6 +252,8 @@ def _edition_json(run: EditionRun) -> dict[str, object]:
         "wall_seconds": run.wall_seconds,
         "skipped_hellos": run.skipped_hellos,
         "model": None if run.model is None else asdict(run.model),
+        "peak_threads": None if run.footprint is None else run.footprint.peak_threads,
+        "peak_rss_mib": None if run.footprint is None else run.footprint.peak_rss_mib,
         "routes": routes,
     }
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.client import Endpoint, fetch
+from bench.footprint import Footprint
 from bench.model import ModelFit, QueueModel
 from bench.stats import NS_PER_SECOND, Sample, Summary, summarise
 
@@ -79,6 +80,8 @@ class EditionRun:
     wall_seconds: float
     skipped_hellos: int
     model: QueueModel | None
+    footprint: Footprint | None = None
+    """The server's peak threads and memory during the run (started ones)."""
 
     def route(self, route: str) -> RouteResult:
         return next(result for result in self.routes if result.route == route)

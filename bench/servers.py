@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.client import Endpoint
-from bench.model import ASYNCIO, THREADED
+from bench.model import ASYNCIO, SPAWN, THREADED
 from common.runtime.cli import EDITION_MODULES
 from common.runtime.logs import LISTENING
 
-MODULES = {THREADED: EDITION_MODULES[THREADED], ASYNCIO: EDITION_MODULES[ASYNCIO]}
+MODULES = {
+    THREADED: EDITION_MODULES[THREADED],
+    SPAWN: EDITION_MODULES[THREADED],  # with --spawn
+    ASYNCIO: EDITION_MODULES[ASYNCIO],
+}
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 _TAIL_LINES = 20
@@ -64,6 +68,8 @@ class ServerSettings:
         ]
         if edition == THREADED:
             args += ["--workers", str(self.workers)]
+        elif edition == SPAWN:
+            args.append("--spawn")
         if self.processes > 1:
             args += ["--processes", str(self.processes)]
         return args

@@ -25,12 +25,14 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import RunningServer, read_until_close
 
 from bench import cli, report, servers
 from bench.client import BadTarget, Endpoint, read_response
+from bench.footprint import FootprintWatch
 from bench.idle import idle_growth
 from bench.model import QueueModel
 from bench.peer_servers import PEERS, RUST_BOOK_NOTE, installed, launched, ratio_table
@@ -45,7 +47,7 @@ TABLE_ROW = re.compile(
     r"^(?P<edition>\S*)\s+(?P<route>/\S*)?\s*(?P<kind>measured|model)\s+"
     r"(?P<count>\d+)\s+(?P<errors>\d+|-)\s+"
     r"(?P<p50>[\d.]+)\s+(?P<p90>[\d.]+)\s+(?P<p99>[\d.]+)\s+(?P<max>[\d.]+)\s+"
-    r"(?P<rate>[\d.]+)$"
+    r"(?P<rate>[\d.]+)(?:\s+(?P<threads>\d+|-)\s+(?P<rss>[\d.]+|-))?$"
 )
 
 
@@ -88,7 +90,35 @@ def assert_one_line_error(stderr: str, *needles: str) -> None:
 # -- end to end, both editions ----------------------------------------------------
 
 
-def test_latency_bench_against_both_editions(tmp_path: Path) -> None:
+def check_edition_json(edition: dict[str, Any]) -> None:
+    """One design's entry in the latency JSON: its shape and its samples."""
+    assert edition["started"] is True
+    assert edition["peak_rss_mib"] > 5
+    assert edition["peak_threads"] >= 1
+    assert edition["url"].startswith("http://127.0.0.1:")
+    assert set(edition["routes"]) == {"/sleep", "/"}
+    sleep = edition["routes"]["/sleep"]
+    assert set(sleep) == {"summary", "model", "samples", "model_fit"}
+    assert sleep["summary"]["count"] == 4
+    assert sleep["summary"]["errors"] == 0
+    assert set(sleep["summary"]["latency_s"]) == {"p50", "p90", "p99", "max"}
+    assert sleep["model_fit"]["answered"] == 4
+    assert 0 <= sleep["model_fit"]["within"] <= 4
+    assert sleep["model_fit"]["tolerance"] == 0.05
+    assert len(sleep["samples"]) == 4
+    for sample in sleep["samples"]:
+        keys = {"start_ns", "latency_ns", "status", "error", "sent_ns"}
+        assert set(sample) == keys
+        assert sample["status"] == 200
+        assert isinstance(sample["latency_ns"], int)
+        # Sent after the connect began, answered after it was sent.
+        end = sample["start_ns"] + sample["latency_ns"]
+        assert sample["start_ns"] < sample["sent_ns"] < end
+    assert "model_fit" not in edition["routes"]["/"]
+    assert edition["routes"]["/"]["summary"]["errors"] == 0
+
+
+def test_latency_bench_against_the_three_designs(tmp_path: Path) -> None:
     results = tmp_path / "bench.json"
     done = bench(*TINY, "--json", str(results))
     assert done.returncode == 0, done.stderr
@@ -103,56 +133,44 @@ def test_latency_bench_against_both_editions(tmp_path: Path) -> None:
         for line in done.stdout.splitlines()
         if (m := TABLE_ROW.match(line))
     ]
-    assert len(rows) == 8, done.stdout  # 2 editions x 2 routes x measured/model
+    assert len(rows) == 12, done.stdout  # 3 designs x 2 routes x measured/model
     assert [(r["edition"], r["route"], r["kind"]) for r in rows[:4]] == [
         ("threaded", "/sleep", "measured"),
         ("", None, "model"),
         ("threaded", "/", "measured"),
         ("", None, "model"),
     ]
-    assert [r["edition"] for r in rows[4::2]] == ["asyncio", "asyncio"]
+    assert [r["edition"] for r in rows[4::2]] == ["spawn"] * 2 + ["asyncio"] * 2
+    # Each design's peak threads and memory, on its first row.
+    assert all(rows[i]["threads"] not in (None, "-") for i in (0, 4, 8))
     assert "ceil(k/2) x 0.1 s" in done.stdout
+    assert "spawn model: every /sleep at 1 x 0.1 s" in done.stdout
     fits = re.findall(
         r"/sleep against the model, each timed from its send: (\d+) of (\d+) within 5%",
         done.stdout,
     )
-    assert [answered for _, answered in fits] == ["4", "4"], done.stdout
+    assert [answered for _, answered in fits] == ["4", "4", "4"], done.stdout
 
     document = json.loads(results.read_text())
     assert document["bench"] == "latency"
     assert document["settings"]["concurrency"] == 4
     editions = {edition["name"]: edition for edition in document["editions"]}
-    assert list(editions) == ["threaded", "asyncio"]
+    assert list(editions) == ["threaded", "spawn", "asyncio"]
     for edition in editions.values():
-        assert edition["started"] is True
-        assert edition["url"].startswith("http://127.0.0.1:")
-        assert set(edition["routes"]) == {"/sleep", "/"}
-        sleep = edition["routes"]["/sleep"]
-        assert set(sleep) == {"summary", "model", "samples", "model_fit"}
-        assert sleep["summary"]["count"] == 4
-        assert sleep["summary"]["errors"] == 0
-        assert set(sleep["summary"]["latency_s"]) == {"p50", "p90", "p99", "max"}
-        assert sleep["model_fit"]["answered"] == 4
-        assert 0 <= sleep["model_fit"]["within"] <= 4
-        assert sleep["model_fit"]["tolerance"] == 0.05
-        assert len(sleep["samples"]) == 4
-        for sample in sleep["samples"]:
-            keys = {"start_ns", "latency_ns", "status", "error", "sent_ns"}
-            assert set(sample) == keys
-            assert sample["status"] == 200
-            assert isinstance(sample["latency_ns"], int)
-            # Sent after the connect began, answered after it was sent.
-            end = sample["start_ns"] + sample["latency_ns"]
-            assert sample["start_ns"] < sample["sent_ns"] < end
-        assert "model_fit" not in edition["routes"]["/"]
-        assert edition["routes"]["/"]["summary"]["errors"] == 0
+        check_edition_json(edition)
 
     threaded = editions["threaded"]["routes"]["/sleep"]["summary"]["latency_s"]
+    spawn = editions["spawn"]["routes"]["/sleep"]["summary"]["latency_s"]
     asyncio_ = editions["asyncio"]["routes"]["/sleep"]["summary"]["latency_s"]
-    # Two waves of two on the pool, one wave on the event loop.
+    # Two waves of two on the pool; one wave on a thread each, and on the loop.
     assert 0.09 <= threaded["p50"] < 0.18
     assert 0.18 <= threaded["max"] < 0.35
+    assert 0.09 <= spawn["max"] < 0.18
     assert 0.09 <= asyncio_["max"] < 0.18
+    # A thread for each of the four sleeps (and the accepting one), beyond
+    # what the pool of two holds.
+    assert editions["spawn"]["peak_threads"] >= 5
+    assert editions["spawn"]["peak_threads"] > editions["threaded"]["peak_threads"]
     model = editions["threaded"]["routes"]["/sleep"]["model"]["latency_s"]
     assert model["max"] == pytest.approx(0.2)
 
@@ -418,7 +436,7 @@ def test_closed_target_port_is_a_one_line_error() -> None:
         (("--duration", "0"), "above 0"),
         (("--workers", "1.5"), "--workers"),
         (("--rate", "inf"), "--rate"),
-        (("--editions", "threaded,rust"), "choose from threaded,asyncio"),
+        (("--editions", "threaded,rust"), "choose from threaded,spawn,asyncio"),
         (("--editions", "asyncio,asyncio"), "twice"),
         (("--target", "no-equals-sign"), "NAME=URL"),
         (("--target", "x=ftp://127.0.0.1:1"), "only http://"),
@@ -477,6 +495,50 @@ def test_summary_counts_errors_but_times_only_answers() -> None:
     assert (summary.p50, summary.max) == (1.0, 3.0)
     assert summary.throughput == pytest.approx(2 / 3)
     assert summarise([]).p50 is None
+
+
+def test_spawn_model_sleeps_every_request_at_once_and_answers_at_once() -> None:
+    spawn = QueueModel("spawn", 1.0, workers=4, concurrency=16)
+    assert {spawn.sleep_latency(k) for k in range(1, 17)} == {1.0}
+    assert spawn.first_free_worker() == 0
+    assert spawn.hello_latency(0.5) == 0
+    assert spawn.describe().startswith("spawn model: every /sleep at 1 x 1 s")
+
+
+def test_spawn_is_started_as_threaded_without_a_pool() -> None:
+    settings = servers.ServerSettings(sleep_seconds=1.0, workers=4)
+    argv = settings.argv("spawn")
+    assert argv[1:3] == ["-m", "threaded"]
+    assert "--spawn" in argv
+    assert "--workers" not in argv
+    assert "--spawn" not in settings.argv("threaded")
+
+
+def test_editions_default_to_the_three_designs_for_latency_only() -> None:
+    latency = cli.build_latency_parser().parse_args([])
+    throughput = cli.build_throughput_parser().parse_args([])
+    assert latency.default_editions == ("threaded", "spawn", "asyncio")
+    assert throughput.default_editions == ("threaded", "asyncio")
+
+
+@pytest.mark.asyncio
+async def test_the_footprint_watch_sees_a_thread_start() -> None:
+    watch = FootprintWatch(os.getpid())
+    await asyncio.sleep(0.05)
+    before = threading.active_count()
+    release = threading.Event()
+    helpers = [threading.Thread(target=release.wait) for _ in range(3)]
+    for helper in helpers:
+        helper.start()
+    await asyncio.sleep(0.05)
+    release.set()
+    for helper in helpers:
+        helper.join()
+    footprint = await watch.stop()
+    assert footprint.peak_threads is not None
+    assert footprint.peak_threads >= before + 3
+    assert footprint.peak_rss_mib is not None
+    assert footprint.peak_rss_mib > 5
 
 
 def test_threaded_model_serves_in_waves_and_asyncio_at_once() -> None:
