@@ -941,3 +941,18 @@ def test_throughput_at_a_fixed_rate_prints_the_tails() -> None:
     for row in tails:
         assert 150 <= float(row[3]) <= 250  # achieved, about as offered
         assert int(row[4]) == 0
+
+
+def test_the_core_cost_bench_times_every_workload() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.core_cost", "--requests", "300"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["same", "varied", "browser"]
+    assert all(float(line.split()[1]) > 0 for line in lines)
