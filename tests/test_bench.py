@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from support import RunningServer, read_until_close
 
-from bench import cli, report, servers
+from bench import cli, core_cost, report, servers
 from bench.client import BadTarget, Endpoint, read_response
 from bench.footprint import FootprintWatch
 from bench.idle import idle_growth
@@ -943,16 +943,11 @@ def test_throughput_at_a_fixed_rate_prints_the_tails() -> None:
         assert int(row[4]) == 0
 
 
-def test_the_core_cost_bench_times_every_workload() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.core_cost", "--requests", "300"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+def test_the_core_cost_bench_times_every_workload(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["core_cost", "--requests", "300"])
+    core_cost.main()
+    lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["same", "varied", "browser"]
     assert all(float(line.split()[1]) > 0 for line in lines)
