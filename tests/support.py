@@ -40,6 +40,8 @@ class RunningServer:
     port: int = 0
     lines: list[str] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition)
+    output_complete: bool = False
+    """stderr has reached its end: every line the server wrote is in ``lines``."""
 
     def _pump(self) -> None:
         stream = self.process.stderr
@@ -49,6 +51,7 @@ class RunningServer:
                 self.lines.append(line.rstrip("\n"))
                 self._changed.notify_all()
         with self._changed:
+            self.output_complete = True
             self._changed.notify_all()
 
     def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
@@ -63,9 +66,9 @@ class RunningServer:
                         return match
                 seen = len(self.lines)
                 left = deadline - time.monotonic()
-                if left <= 0 or (
-                    self.process.poll() is not None and seen == len(self.lines)
-                ):
+                # Exited, and its last lines read too (they may still be in
+                # the pipe when the exit is seen).
+                if left <= 0 or (self.output_complete and seen == len(self.lines)):
                     raise AssertionError(
                         f"no log line matching {pattern!r}; log:\n" + self.log()
                     )
@@ -159,7 +162,7 @@ def wait_for_count(
     """
     deadline = time.monotonic() + timeout
     while True:
-        exited = server.process.poll() is not None
+        exited = server.output_complete  # and every line it wrote is read
         matches = matching_lines(server, pattern)
         if len(matches) >= count:
             return matches
