@@ -11,6 +11,7 @@ import sys
 from asyncio_server.loops import LoopUnavailable, loop_factory
 from asyncio_server.server import AsyncioServer
 from common.runtime.cli import Edition, Options, parse_options
+from common.runtime.listener import handed_over
 from common.runtime.logs import configure_logging, url
 from common.runtime.resources import raise_open_file_limit
 from common.runtime.signals import STOP_SIGNALS, StopPolicy
@@ -51,6 +52,8 @@ async def _run(options: Options, sock: socket.socket | None = None) -> int:
 def serve(options: Options, sock: socket.socket | None = None) -> int:
     """Run the server until it stops; the process exit status."""
     raise_open_file_limit()  # each connection is a descriptor
+    if sock is None:  # --fd N, or systemd's socket activation
+        sock = handed_over(options.fd)
     try:
         factory = loop_factory(options.loop)
     except LoopUnavailable as error:

@@ -24,7 +24,7 @@ from common.errors import RequestTimeout, ServiceUnavailable
 from common.response import Responder
 from common.routes import Pages, Router
 from common.runtime.cli import Options
-from common.runtime.listener import BACKLOG, defer_accept
+from common.runtime.listener import BACKLOG, defer_accept, socket_host
 from common.runtime.logs import (
     DROPPED_FOR_WRITE_TIMEOUT,
     AccessLog,
@@ -64,6 +64,7 @@ class AsyncioServer:
         self.responder = Responder()
         self.access_log = AccessLog(options.access_log)
         self.port = 0
+        self.host = options.host
         self.loop_name = ""
         self.stopping = False
         self._budget = RequestBudget(options.max_requests)
@@ -266,6 +267,10 @@ class AsyncioServer:
                 self.options.port,
                 backlog=BACKLOG,
             )
+        # A socket handed over (--processes, --fd, systemd) names its own address.
+        self.host = self.options.host
+        if self._sock is not None:
+            self.host = socket_host(self._sock)
         sockets = self._listener.sockets
         for sock in sockets:
             # A stopping server closes the connections it takes in that have
@@ -278,7 +283,8 @@ class AsyncioServer:
 
     def announce(self) -> None:
         """Log the ``Listening on ...`` line that says the server is ready."""
-        log.info("%s", listening_message(self.options, self.port, self.loop_name))
+        message = listening_message(self.options, self.port, self.loop_name, self.host)
+        log.info("%s", message)
 
     def begin_shutdown(self) -> None:
         """Stop gracefully (idempotent): see :meth:`_drain`."""

@@ -103,11 +103,13 @@ def launch(
     *,
     cwd: str | None = None,
     stdin: int = subprocess.DEVNULL,
+    pass_fds: tuple[int, ...] = (),
 ) -> RunningServer:
     """Start ``command`` (a server that logs its port) and wait for its port."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         command,
+        pass_fds=pass_fds,
         stdin=stdin,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 
 from common.runtime.cli import Edition, Options, parse_options
+from common.runtime.listener import handed_over
 from common.runtime.logs import (
     configure_logging,
     listening_message,
@@ -36,6 +37,8 @@ def serve(options: Options, sock: socket.socket | None = None) -> int:
     traceback (the book unwraps both, A3 and F6).
     """
     raise_open_file_limit()  # each connection is a descriptor
+    if sock is None:  # --fd N, or systemd's socket activation
+        sock = handed_over(options.fd)
     server: ThreadedServer | SpawningServer
     try:
         if options.spawn:
@@ -54,7 +57,7 @@ def serve(options: Options, sock: socket.socket | None = None) -> int:
     # Elsewhere signals are the embedding program's business.
     with signals_handled(server) if on_main else contextlib.nullcontext():
         # Only now: once this line is out, a SIGTERM must find the handlers.
-        logger.info("%s", listening_message(options, server.port, details))
+        logger.info("%s", listening_message(options, server.port, details, server.host))
         server.serve_forever()
     return 0
 

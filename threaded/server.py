@@ -21,7 +21,7 @@ from types import TracebackType
 
 from common.connection import Exchange, HttpConnection
 from common.runtime.cli import Options
-from common.runtime.listener import listen
+from common.runtime.listener import listen, socket_host
 from common.runtime.logs import url
 from common.runtime.signals import stop_signals_blocked
 from common.runtime.tcp import DONTWAIT, RECV_SIZE
@@ -56,9 +56,10 @@ class ThreadedServer(Answering):
         # set.add and set.discard are atomic under the GIL).
         self._clients: set[Client] = set()
 
+        # A socket handed over (--processes, --fd, systemd) names its own address.
+        self.host = options.host if sock is None else socket_host(sock)
         if sock is None:
             sock = listen(options.host, options.port)
-        # else already listening: inherited from the --processes supervisor
         listener = Listener.adopt(sock)
         self.port: int = listener.getsockname()[1]
         self._acceptor = Acceptor(self, listener, oneshot=oneshot)

@@ -29,7 +29,7 @@ import time
 from common.connection import Exchange, HttpConnection
 from common.errors import RequestTimeout
 from common.runtime.cli import Options
-from common.runtime.listener import listen
+from common.runtime.listener import listen, socket_host
 from common.runtime.logs import url
 from common.runtime.signals import stop_signals_blocked
 from common.runtime.tcp import RECV_SIZE
@@ -64,9 +64,10 @@ class SpawningServer(Answering):
 
     def __init__(self, options: Options, sock: socket.socket | None = None) -> None:
         super().__init__(options)
+        # A socket handed over (--processes, --fd, systemd) names its own address.
+        self.host = options.host if sock is None else socket_host(sock)
         if sock is None:
             sock = listen(options.host, options.port)
-        # else already listening: inherited from the --processes supervisor
         self._listener = Listener.adopt(sock)  # non-blocking: we poll it
         self.port: int = self._listener.getsockname()[1]
         self._limit = options.connection_limit()

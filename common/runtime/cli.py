@@ -72,6 +72,9 @@ class Options:
     queue_size: int = 1024
     loop: LoopChoice = LoopChoice.AUTO
     processes: int = 1
+    fd: int | None = None
+    """A listening socket inherited at this descriptor, served instead of
+    binding (systemd's LISTEN_FDS does the same without the flag)."""
     spawn: bool = False
     """threaded: a thread per connection instead of the pool (Listing 21-11)."""
 
@@ -111,6 +114,16 @@ def _number(
 _seconds = _number(float, 0.0, True, "a positive number of seconds")
 _delay = _number(float, 0.0, False, "a number of seconds >= 0")
 _count = _number(int, 1, False, "a whole number >= 1")
+
+
+def _descriptor(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file descriptor")
+    return value
 
 
 def _port(text: str) -> int:
@@ -232,6 +245,13 @@ def build_parser(edition: Edition) -> argparse.ArgumentParser:
         help="server processes sharing one listening socket, each with its own "
         "pool or loop, supervised by a parent that restarts any that dies",
     )
+    add(
+        "--fd",
+        type=_descriptor,
+        default=None,
+        help="serve on the listening socket inherited at this descriptor instead"
+        " of binding one (as with systemd's LISTEN_FDS, which needs no flag)",
+    )
     if edition is Edition.THREADED:
         # No default here: given with --spawn, they are an error (see below).
         add(
@@ -294,4 +314,5 @@ def parse_options(edition: Edition, argv: Sequence[str] | None = None) -> Option
         spawn=spawn,
         loop=LoopChoice.AUTO if threaded else LoopChoice(args.loop),
         processes=int(args.processes),
+        fd=args.fd,
     )

@@ -7,7 +7,10 @@ the sans-I/O protocol core, which never imports it.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import sys
+from collections.abc import MutableMapping
 
 BACKLOG = 1024
 """Listen backlog: the stdlib's 5 drops SYNs under a burst (1 s client retries)."""
@@ -52,3 +55,72 @@ def defer_accept(listener: socket.socket) -> None:
     if option is not None:
         with contextlib.suppress(OSError):
             listener.setsockopt(socket.IPPROTO_TCP, option, DEFER_ACCEPT_SECONDS)
+
+
+SD_LISTEN_FDS_START = 3
+"""The first descriptor systemd passes (``SD_LISTEN_FDS_START``)."""
+_SYSTEMD_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+
+class InheritedSocketError(Exception):
+    """The descriptor we were handed is not a listening TCP socket (one line)."""
+
+
+def inherited_listener(
+    fd: int | None, environ: MutableMapping[str, str] | None = None
+) -> socket.socket | None:
+    """The listening socket this process was handed, or None to bind one.
+
+    ``--fd N`` names it; otherwise the socket-activation protocol of systemd
+    (``systemd.socket``, ``systemd-socket-activate``) does: ``LISTEN_FDS``
+    descriptors from 3 on, meant for this process if ``LISTEN_PID`` says
+    so. The first is served (a unit that passes more gets the rest closed
+    by no one: name one ``ListenStream=``). The variables are then removed,
+    as ``sd_listen_fds(1)`` does, so that nothing started later takes them
+    for its own. No libsystemd needed: the protocol is these three names.
+    """
+    environ = os.environ if environ is None else environ
+    if fd is None:
+        count = environ.get("LISTEN_FDS")
+        if count is None or environ.get("LISTEN_PID", str(os.getpid())) != str(
+            os.getpid()
+        ):
+            return None
+        for name in _SYSTEMD_VARIABLES:
+            environ.pop(name, None)
+        if not count.isdigit() or int(count) < 1:
+            raise InheritedSocketError(f"LISTEN_FDS={count!r} passes no socket")
+        fd = SD_LISTEN_FDS_START
+        where = f"descriptor {fd} (LISTEN_FDS)"
+    else:
+        where = f"--fd {fd}"
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as error:
+        raise InheritedSocketError(f"{where} is not a socket: {error}") from None
+    try:
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    except OSError:
+        listening = 0
+    tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+    if not tcp or sock.type != socket.SOCK_STREAM or not listening:
+        sock.detach()  # not ours to close
+        raise InheritedSocketError(f"{where} is not a listening TCP socket")
+    defer_accept(sock)
+    return sock
+
+
+def socket_host(sock: socket.socket) -> str:
+    """The address a listening socket is bound to, for the start-up line."""
+    address = sock.getsockname()
+    return str(address[0]) if isinstance(address, tuple) else str(address)
+
+
+def handed_over(fd: int | None) -> socket.socket | None:
+    """:func:`inherited_listener` for a program's start: a descriptor that is
+    no listening socket is one line on stderr and exit status 1."""
+    try:
+        return inherited_listener(fd)
+    except InheritedSocketError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

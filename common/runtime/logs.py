@@ -35,15 +35,17 @@ def url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def listening_message(options: Options, port: int, details: str) -> str:
-    """``Listening on http://HOST:PORT (EDITION, DETAILS)`` with the real port.
+def listening_message(
+    options: Options, port: int, details: str, host: str | None = None
+) -> str:
+    """``Listening on http://HOST:PORT (EDITION, DETAILS)`` with the real port
+    (and the real address, ``host``, of a socket inherited rather than bound).
 
     Tests and the bench read the port from this line when they start a server
     on ``--port 0``, so its shape is part of the interface.
     """
-    return (
-        f"Listening on {url(options.host, port)} ({options.edition.value}, {details})"
-    )
+    where = url(options.host if host is None else host, port)
+    return f"Listening on {where} ({options.edition.value}, {details})"
 
 
 def client_name(peer: object) -> str:

@@ -24,6 +24,10 @@ neither the thread pool nor the event loop can use a second core. With
   and ``killed by SIGTERM`` tells the parent that nothing was in flight,
   while a child that aborted requests exits with status 143.
 
+* SIGHUP to the parent reloads: N fresh children start, then the running
+  ones get SIGTERM and drain as above (:meth:`Supervisor._reload`). The
+  fresh ones are exec'd, not forked, so they run the code on disk now.
+
 Why one inherited socket, not ``SO_REUSEPORT``
 ----------------------------------------------
 With ``SO_REUSEPORT`` each child would bind a socket of its own and the
@@ -77,7 +81,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from common.runtime.cli import Options
-from common.runtime.listener import listen
+from common.runtime.listener import handed_over, listen, socket_host
 from common.runtime.logs import configure_logging, listening_message, url
 from common.runtime.signals import STOP_SIGNALS, StopPolicy
 from common.runtime.signals import name as signal_name
@@ -97,7 +101,8 @@ KILL_GRACE = 5.0
 """Seconds beyond ``--shutdown-timeout`` before a child still running gets SIGKILL."""
 
 _STOP_SIGNALS = STOP_SIGNALS
-_HANDLED = (*_STOP_SIGNALS, signal.SIGCHLD)
+_RELOAD = signal.SIGHUP
+_HANDLED = (*_STOP_SIGNALS, _RELOAD, signal.SIGCHLD)
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 _Handler = Callable[[int, FrameType | None], Any] | int | None
@@ -157,6 +162,10 @@ class Supervisor:
         self._kill_at = math.inf
         self._status = 0
         self._parent = os.getpid()
+        self._draining: set[int] = set()
+        """Children told to stop by a reload: not replaced when they exit."""
+        self._fresh = False
+        """After a reload, children run the program anew (exec), not a fork's copy."""
 
     # -- the parent ----------------------------------------------------------------
 
@@ -165,15 +174,17 @@ class Supervisor:
         if threading.active_count() > 1:
             raise RuntimeError("--processes: the supervisor must fork before threads")
         options = self.options
+        inherited = handed_over(options.fd)  # --fd, systemd; else our own
         try:
-            self._listener = listen(options.host, options.port)
+            self._listener = inherited or listen(options.host, options.port)
         except OSError as error:
             where = url(options.host, options.port)
             print(f"error: cannot listen on {where}: {error}", file=sys.stderr)
             return 1
         port = int(self._listener.getsockname()[1])
+        host = None if inherited is None else socket_host(inherited)
         details = f"{self._details}, {options.processes} processes"
-        logger.info("%s", listening_message(options, port, details))
+        logger.info("%s", listening_message(options, port, details, host))
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -182,7 +193,7 @@ class Supervisor:
             self._wake_w.fileno(), warn_on_full_buffer=False
         )
         try:
-            for signum in _STOP_SIGNALS:
+            for signum in (*_STOP_SIGNALS, _RELOAD):
                 previous[signum] = signal.signal(signum, self._on_signal)
             # A Python-level handler (not SIG_IGN, which would reap for us) so
             # that the C handler writes to the wake-up socket.
@@ -208,7 +219,11 @@ class Supervisor:
         while self._children or self._due:
             self._wait()
             while self._received:
-                self._stop(self._received.pop(0))
+                signum = self._received.pop(0)
+                if signum == _RELOAD:
+                    self._reload()
+                else:
+                    self._stop(signum)
             self._reap()
             now = time.monotonic()
             if now >= self._kill_at:
@@ -246,6 +261,8 @@ class Supervisor:
             self._due[slot] = time.monotonic() + delay
             return
         if pid == 0:
+            if self._fresh:
+                self._exec_child(mask)
             self._child(mask)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._children[pid] = _Child(pid, slot, time.monotonic())
@@ -267,6 +284,10 @@ class Supervisor:
         """A child has gone: account for it during a shutdown, else replace it."""
         now = time.monotonic()
         pid, slot = child.pid, child.slot
+        if pid in self._draining:  # told to stop by a reload: not replaced
+            self._draining.discard(pid)
+            logger.info("Child process %d drained (%s).", pid, describe(code))
+            return
         if self._stop_policy.received:
             # Killed by our SIGTERM: its handlers were not installed (still
             # starting, or already stopped), so it had nothing in flight.
@@ -294,6 +315,33 @@ class Supervisor:
             f" in {delay:.1f} s" if delay else "",
         )
         self._due[slot] = now + delay
+
+    def _reload(self) -> None:
+        """SIGHUP, gunicorn's reload: start a fresh set of children running the
+        program as it is on disk now (exec'd, not forked: a fork would copy
+        the code this parent loaded at its start), then stop the running ones
+        gracefully. All share the one listening socket, so a connection
+        waiting in its queue is taken by whichever accepts first and none is
+        refused; each old child answers what it has received, closes its idle
+        connections and exits."""
+        if self._stop_policy.received:
+            return  # shutting down: nothing to reload
+        running = [pid for pid in self._children if pid not in self._draining]
+        logger.info(
+            "%s: starting %d fresh child processes; %d draining.",
+            signal_name(_RELOAD),
+            self.options.processes,
+            len(running),
+        )
+        self._fresh = True
+        self._due.clear()  # restarts still due are replaced by the fresh set
+        for slot in range(self.options.processes):
+            self._failures[slot] = 0
+            self._start(slot)
+        for pid in running:
+            self._draining.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
     def _stop(self, signum: int) -> None:
         """Pass a stop signal on to every child; the first one starts the shutdown."""
@@ -356,11 +404,29 @@ class Supervisor:
                     stream.flush()
             os._exit(status)
 
-    def _child_main(self, mask: set[int]) -> int:
-        # Undo the parent's signal set-up before unblocking: the shell
-        # installs its own SIGINT/SIGTERM handlers when it starts serving.
-        # SIG_DFL until then: a signal before the server is up ends the child
-        # (nothing is in flight yet), and the parent recognises the death.
+    def _exec_child(self, mask: set[int]) -> NoReturn:
+        """Run in a new child after a reload: become the program anew, one
+        server (``--processes 1``) on the inherited socket (``--fd``)."""
+        try:
+            self._leave_parent_state()
+            if not _die_with_parent(self._parent):  # survives the exec
+                os._exit(0)
+            assert self._listener is not None
+            fd = self._listener.fileno()
+            os.set_inheritable(fd, True)
+            # The interpreter's own options, the module or script, the flags;
+            # the last of a repeated flag wins.
+            argv = [sys.executable, *sys.orig_argv[1:]]
+            argv += ["--processes", "1", "--fd", str(fd)]
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.execv(sys.executable, argv)
+        except BaseException:
+            logger.exception("Child process %d could not start anew.", os.getpid())
+        os._exit(1)
+
+    def _leave_parent_state(self) -> None:
+        """In a new child: undo the parent's signal set-up, drop its wake-up
+        socket, take a process group of its own."""
         signal.set_wakeup_fd(-1)
         for signum in _HANDLED:
             signal.signal(signum, signal.SIG_DFL)
@@ -368,6 +434,13 @@ class Supervisor:
             if sock is not None:
                 sock.close()
         os.setpgid(0, 0)
+
+    def _child_main(self, mask: set[int]) -> int:
+        # Undo the parent's signal set-up before unblocking: the shell
+        # installs its own SIGINT/SIGTERM handlers when it starts serving.
+        # SIG_DFL until then: a signal before the server is up ends the child
+        # (nothing is in flight yet), and the parent recognises the death.
+        self._leave_parent_state()
         if not _die_with_parent(self._parent):
             return 0  # the parent is gone already: serve nobody
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
