@@ -63,18 +63,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def render(template: str, backends: tuple[int, int], port: int) -> str:
-    """deploy/nginx.conf with the test's ports; each replacement must hit once."""
+def swapped(template: str, first: str, second: str, listen: str) -> str:
+    """deploy/nginx.conf with other backend and listen addresses (HOST:PORT)
+    and one worker; each replacement must hit once."""
     replacements = [
-        ("server 127.0.0.1:7878 ", f"server 127.0.0.1:{backends[0]} "),
-        ("server 127.0.0.1:7879 ", f"server 127.0.0.1:{backends[1]} "),
-        ("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{port};"),
+        ("server 127.0.0.1:7878 ", f"server {first} "),
+        ("server 127.0.0.1:7879 ", f"server {second} "),
+        ("listen 127.0.0.1:8080;", f"listen {listen};"),
         ("worker_processes auto;", "worker_processes 1;"),
     ]
     text = template
     for old, new in replacements:
         assert text.count(old) == 1, f"deploy/nginx.conf no longer has {old!r}"
         text = text.replace(old, new)
+    return text
+
+
+def render(template: str, backends: tuple[int, int], port: int) -> str:
+    """deploy/nginx.conf with the test's loopback ports."""
+    first, second = (f"127.0.0.1:{backend}" for backend in backends)
+    text = swapped(template, first, second, f"127.0.0.1:{port}")
     # Only ever loopback.
     assert re.findall(r"^\s*listen\s+(\S+);", text, re.MULTILINE) == [
         f"127.0.0.1:{port}"
