@@ -7,8 +7,9 @@ sends on what a slow reader could not take at once (:mod:`threaded.writing`).
 A **worker** (:mod:`threaded.pool`, woken as :mod:`threaded.wake` explains)
 runs :meth:`ThreadedServer.handle_connection`: read, feed the sans-I/O core,
 answer every complete request (sleeping for ``/sleep``, holding the worker
-as in the book), then hand the connection back, or close it. So an idle or
-slow client costs a descriptor, never a worker; only ``/sleep`` holds one.
+as in the book; :mod:`threaded.answering`, shared with ``--spawn``), then
+hand the connection back, or close it. So an idle or slow client costs a
+descriptor, never a worker; only ``/sleep`` holds one.
 """
 
 from __future__ import annotations
