@@ -24,7 +24,7 @@ from common.errors import RequestTimeout, ServiceUnavailable
 from common.response import Responder
 from common.routes import Pages, Router
 from common.runtime.cli import Options
-from common.runtime.listener import BACKLOG, defer_accept, socket_host
+from common.runtime.listener import BACKLOG, defer_accept, shown_host
 from common.runtime.logs import (
     DROPPED_FOR_WRITE_TIMEOUT,
     AccessLog,
@@ -267,10 +267,7 @@ class AsyncioServer:
                 self.options.port,
                 backlog=BACKLOG,
             )
-        # A socket handed over (--processes, --fd, systemd) names its own address.
-        self.host = self.options.host
-        if self._sock is not None:
-            self.host = socket_host(self._sock)
+        self.host = shown_host(self.options.host, self._sock)
         sockets = self._listener.sockets
         for sock in sockets:
             # A stopping server closes the connections it takes in that have

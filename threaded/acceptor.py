@@ -20,7 +20,8 @@ import time
 from typing import TYPE_CHECKING
 
 from common.errors import RequestTimeout
-from common.runtime.listener import defer_accept
+from common.runtime.cli import Options
+from common.runtime.listener import defer_accept, listen
 from common.runtime.tcp import DONTWAIT, RECV_SIZE
 from threaded.lingering import LingeringCloses
 from threaded.parking import Client, SelectorParking, parking_for
@@ -77,6 +78,12 @@ class Listener(socket.socket):
     @property
     def type(self) -> socket.SocketKind:
         return self._kind
+
+
+def open_listener(options: Options, sock: socket.socket | None) -> Listener:
+    """The socket to serve, set up for it: ``sock`` when one was handed over
+    (--processes, --fd, systemd), else one bound to --host and --port."""
+    return Listener.adopt(listen(options.host, options.port) if sock is None else sock)
 
 
 class Acceptor:

@@ -22,11 +22,11 @@ from types import TracebackType
 
 from common.connection import Exchange, HttpConnection
 from common.runtime.cli import Options
-from common.runtime.listener import listen, socket_host
+from common.runtime.listener import shown_host
 from common.runtime.logs import url
 from common.runtime.signals import stop_signals_blocked
 from common.runtime.tcp import DONTWAIT, RECV_SIZE
-from threaded.acceptor import Acceptor, Listener
+from threaded.acceptor import Acceptor, open_listener
 from threaded.answering import Answering
 from threaded.parking import ONESHOT_AVAILABLE, Client, ServerStats
 from threaded.pool import PoolCreationError
@@ -57,11 +57,8 @@ class ThreadedServer(Answering):
         # set.add and set.discard are atomic under the GIL).
         self._clients: set[Client] = set()
 
-        # A socket handed over (--processes, --fd, systemd) names its own address.
-        self.host = options.host if sock is None else socket_host(sock)
-        if sock is None:
-            sock = listen(options.host, options.port)
-        listener = Listener.adopt(sock)
+        self.host = shown_host(options.host, sock)
+        listener = open_listener(options, sock)
         self.port: int = listener.getsockname()[1]
         self._acceptor = Acceptor(self, listener, oneshot=oneshot)
         try:

@@ -29,11 +29,11 @@ import time
 from common.connection import Exchange, HttpConnection
 from common.errors import RequestTimeout
 from common.runtime.cli import Options
-from common.runtime.listener import listen, socket_host
+from common.runtime.listener import shown_host
 from common.runtime.logs import url
 from common.runtime.signals import stop_signals_blocked
 from common.runtime.tcp import RECV_SIZE
-from threaded.acceptor import ACCEPT_PAUSE, RESOURCE_ERRORS, Listener
+from threaded.acceptor import ACCEPT_PAUSE, RESOURCE_ERRORS, open_listener
 from threaded.answering import Answering
 from threaded.parking import Client
 from threaded.writing import Afterwards, send_rest_here
@@ -64,11 +64,8 @@ class SpawningServer(Answering):
 
     def __init__(self, options: Options, sock: socket.socket | None = None) -> None:
         super().__init__(options)
-        # A socket handed over (--processes, --fd, systemd) names its own address.
-        self.host = options.host if sock is None else socket_host(sock)
-        if sock is None:
-            sock = listen(options.host, options.port)
-        self._listener = Listener.adopt(sock)  # non-blocking: we poll it
+        self.host = shown_host(options.host, sock)
+        self._listener = open_listener(options, sock)  # non-blocking: we poll it
         self.port: int = self._listener.getsockname()[1]
         self._limit = options.connection_limit()
         # A byte on _wake wakes the accept loop (a signal, a stop request);
@@ -123,10 +120,14 @@ class SpawningServer(Answering):
 
     def close(self) -> None:
         """Release a server whose loop never ran (or leave a ``with`` block)."""
-        for sock in (self._listener, self._wake_r, self._wake_w):
+        for sock in (
+            self._listener,
+            self._wake_r,
+            self._wake_w,
+            self._stopping_r,
+            self._stopping_w,
+        ):
             sock.close()
-        self._stopping_r.close()
-        self._stopping_w.close()
 
     def __enter__(self) -> SpawningServer:
         return self
@@ -277,7 +278,10 @@ class SpawningServer(Answering):
             logger.warning(
                 "Requests still running after %.1f s; exiting anyway.", grace
             )
-        for sock in (self._wake_r, self._wake_w):
+            closing: tuple[socket.socket, ...] = (self._wake_r, self._wake_w)
+        else:  # and the stop signal too, once no thread is left to read it
+            closing = (self._wake_r, self._wake_w, self._stopping_r, self._stopping_w)
+        for sock in closing:
             sock.close()
 
     def _accept_backlog(self) -> None:

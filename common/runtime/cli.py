@@ -19,6 +19,10 @@ from common.limits import Limits
 from common.runtime.resources import connection_cap
 
 _DEFAULTS = Limits()
+WORKERS = 4
+"""The book's pool size: ``ThreadPool::new(4)``."""
+QUEUE_SIZE = 1024
+"""Jobs the threaded pool's channel holds before a newcomer gets 503."""
 
 
 class Edition(enum.Enum):
@@ -68,8 +72,8 @@ class Options:
     """None: what the open-file limit allows (:meth:`connection_limit`)."""
     max_requests: int | None = None
     shutdown_timeout: float = 10.0
-    workers: int = 4
-    queue_size: int = 1024
+    workers: int = WORKERS
+    queue_size: int = QUEUE_SIZE
     loop: LoopChoice = LoopChoice.AUTO
     processes: int = 1
     fd: int | None = None
@@ -258,14 +262,14 @@ def build_parser(edition: Edition) -> argparse.ArgumentParser:
             "--workers",
             type=_count,
             default=argparse.SUPPRESS,
-            help="threads in the pool (default: 4)",
+            help=f"threads in the pool (default: {WORKERS})",
         )
         add(
             "--queue-size",
             type=_count,
             default=argparse.SUPPRESS,
             help="jobs that may wait for a worker before new ones get 503"
-            " (default: 1024)",
+            f" (default: {QUEUE_SIZE})",
         )
         add(
             "--spawn",
@@ -309,8 +313,8 @@ def parse_options(edition: Edition, argv: Sequence[str] | None = None) -> Option
         ),
         max_requests=None if args.max_requests is None else int(args.max_requests),
         shutdown_timeout=args.shutdown_timeout,
-        workers=int(getattr(args, "workers", 4)),
-        queue_size=int(getattr(args, "queue_size", 1024)),
+        workers=int(getattr(args, "workers", WORKERS)),
+        queue_size=int(getattr(args, "queue_size", QUEUE_SIZE)),
         spawn=spawn,
         loop=LoopChoice.AUTO if threaded else LoopChoice(args.loop),
         processes=int(args.processes),

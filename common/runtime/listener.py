@@ -106,12 +106,14 @@ def inherited_listener(
     if not tcp or sock.type != socket.SOCK_STREAM or not listening:
         sock.detach()  # not ours to close
         raise InheritedSocketError(f"{where} is not a listening TCP socket")
-    defer_accept(sock)
-    return sock
+    return sock  # each server sets it up as it does a socket it binds
 
 
-def socket_host(sock: socket.socket) -> str:
-    """The address a listening socket is bound to, for the start-up line."""
+def shown_host(host: str, sock: socket.socket | None) -> str:
+    """The address for the start-up line: ``--host`` for a socket bound to
+    it, the socket's own for one handed over (--processes, --fd, systemd)."""
+    if sock is None:
+        return host
     address = sock.getsockname()
     return str(address[0]) if isinstance(address, tuple) else str(address)
 

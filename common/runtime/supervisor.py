@@ -81,7 +81,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from common.runtime.cli import Options
-from common.runtime.listener import handed_over, listen, socket_host
+from common.runtime.listener import handed_over, listen, shown_host
 from common.runtime.logs import configure_logging, listening_message, url
 from common.runtime.signals import STOP_SIGNALS, StopPolicy
 from common.runtime.signals import name as signal_name
@@ -182,7 +182,7 @@ class Supervisor:
             print(f"error: cannot listen on {where}: {error}", file=sys.stderr)
             return 1
         port = int(self._listener.getsockname()[1])
-        host = None if inherited is None else socket_host(inherited)
+        host = shown_host(options.host, inherited)
         details = f"{self._details}, {options.processes} processes"
         logger.info("%s", listening_message(options, port, details, host))
         self._wake_r, self._wake_w = socket.socketpair()
