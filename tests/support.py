@@ -189,6 +189,13 @@ def wait_until(
         time.sleep(0.05)
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago (bound to 0, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def connect(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

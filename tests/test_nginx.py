@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -37,7 +36,14 @@ from pathlib import Path
 
 import pytest
 from conftest import ServerFactory
-from support import Response, RunningServer, count_lines, request, wait_for_count
+from support import (
+    Response,
+    RunningServer,
+    count_lines,
+    free_port,
+    request,
+    wait_for_count,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx.conf"
@@ -54,13 +60,6 @@ NGINX = _find_nginx()
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (Debian package nginx)"
 )
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (bound to 0, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def swapped(template: str, first: str, second: str, listen: str) -> str:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import MODULES, ResponseReader, connect, launch, request
+from support import MODULES, ResponseReader, connect, free_port, launch, request
 
 GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
@@ -104,12 +104,6 @@ def test_a_negative_fd_is_a_usage_error(edition: str) -> None:
     )
     assert done.returncode == 2
     assert "is not a file descriptor" in done.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 ACTIVATE = shutil.which("systemd-socket-activate")
