@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 from conftest import ServerFactory
@@ -27,7 +28,8 @@ MAX_REQUESTS = 5000
 class Tally:
     statuses: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    retries: int = 0
+    retries: list[float] = field(default_factory=list)
+    """When (``time.monotonic()``) a keep-alive request was retried."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, status: int) -> None:
@@ -76,7 +78,7 @@ def keep_alive(port: int, tally: Tally, stop: threading.Event) -> None:
                         tally.fail(f"keep-alive: {error!r}")
                         break
                     with tally.lock:
-                        tally.retries += 1
+                        tally.retries.append(time.monotonic())
     finally:
         if sock is not None:
             sock.close()
@@ -100,8 +102,10 @@ def test_a_reload_under_load_loses_no_request_and_refuses_none(
     try:
         answered = tally.answered
         wait_until(lambda: answered() >= 100, lambda: f"{tally}: the load is slow")
+        reloaded = time.monotonic()
         server.signal(signal.SIGHUP)
         wait_for_count(server, r"Child process \d+ drained \(exit status 0\)", 2)
+        drained = time.monotonic()
         before = answered()  # now on the fresh children only
         wait_until(lambda: answered() >= before + 100, lambda: f"{tally} after")
     finally:
@@ -109,10 +113,11 @@ def test_a_reload_under_load_loses_no_request_and_refuses_none(
         for client in clients:
             client.join(15)
     assert tally.errors == []
-    # Each old child closes a keep-alive client's idle connection at most once
-    # (its new one may reach the other old child, not yet draining): at most
-    # 2 clients x 2 old children retries.
-    assert tally.retries <= 4, tally
+    # A retry is a keep-alive connection a draining child closed: none before
+    # the reload, none once both old children have gone. (How many: a client
+    # may reconnect to an old child still taking in its backlog, and be
+    # closed again, so there is no small fixed bound; 6 is the most seen.)
+    assert all(reloaded <= when <= drained for when in tally.retries), tally
     assert set(tally.statuses) == {200}  # no 503: none refused
     server.wait_for_log(r"SIGHUP: starting 2 fresh child processes; 2 draining\.")
 
