@@ -26,6 +26,8 @@ class Client:
     """One live connection, as the server sees it."""
 
     writer: asyncio.StreamWriter
+    transport: asyncio.WriteTransport
+    """The writer's, kept: ``writer.transport`` is a property, asked per reply."""
     deadline: Deadline
     name: str
     admitted: bool
@@ -120,7 +122,7 @@ class Client:
         has not for ``write_timeout`` (no progress: not a total, so a client
         reading slowly but steadily is served to the end, as nginx's
         ``send_timeout``)."""
-        transport = self.writer.transport
+        transport = self.transport
         if not transport.get_write_buffer_size():
             return True
         sock = self.writer.get_extra_info("socket")
@@ -171,7 +173,7 @@ class Connections:
         """Track a new connection; not admitted when it is one too many (503)."""
         admitted = self._admitted < self._limit or self._shed()
         self._admitted += admitted
-        client = Client(writer, Deadline(self._loop), name, admitted)
+        client = Client(writer, writer.transport, Deadline(self._loop), name, admitted)
         self._clients.add(client)
         return client
 
@@ -220,7 +222,7 @@ class Connections:
     def write_backlog(self) -> int:
         """The largest unsent reply backlog of any one connection (bytes)."""
         return max(
-            (c.writer.transport.get_write_buffer_size() for c in self._clients),
+            (c.transport.get_write_buffer_size() for c in self._clients),
             default=0,
         )
 
@@ -231,7 +233,7 @@ class Connections:
 
     def abort_all(self) -> None:
         for client in list(self._clients):
-            client.writer.transport.abort()
+            client.transport.abort()
 
     async def wait_empty(self, timeout: float) -> bool:
         """Wait until no connection is left; False if ``timeout`` passed first."""

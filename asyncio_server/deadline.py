@@ -6,7 +6,10 @@ keeps one timer for the connection's whole life: moving the deadline later
 only stores a number, and the timer, if it fires early, re-arms itself for
 the new time. When the deadline really passes, it cancels the connection's
 task — as ``asyncio.timeout`` does — but only while the task waits inside
-:meth:`Deadline.wait`, which turns that cancellation into ``TimeoutError``.
+``with deadline.until(when):``, which turns that cancellation into
+``TimeoutError``. That is a plain ``with``, not an ``async with``: no
+coroutine is made per wait, and none sits in the chain a resumed read
+passes through.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable
+from types import TracebackType
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -37,20 +41,33 @@ class Deadline:
         self._armed_for = math.inf  # when the timer is due
         self._fired = False  # we cancelled the task: its wait raises TimeoutError
 
+    def until(self, when: float) -> Deadline:
+        """``with deadline.until(when): await ...``: the awaits inside raise
+        ``TimeoutError`` once the loop's clock reaches ``when``."""
+        self._set(when)
+        return self
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._when = math.inf  # outside a wait, nothing is due
+        if kind is not None and issubclass(kind, asyncio.CancelledError):
+            if not self._fired:
+                return  # cancelled by someone else: not ours to swallow
+            self._fired = False
+            if self._task.uncancel() == 0:  # else also cancelled by someone else
+                raise TimeoutError from None
+
     async def wait(self, awaitable: Awaitable[T], until: float) -> T:
         """``await awaitable``, or ``TimeoutError`` once the clock reaches ``until``."""
-        self._set(until)
-        try:
+        with self.until(until):
             return await awaitable
-        except asyncio.CancelledError:
-            if not self._fired:
-                raise  # cancelled by someone else: not ours to swallow
-            self._fired = False
-            if self._task.uncancel() > 0:
-                raise  # also cancelled by someone else meanwhile
-            raise TimeoutError from None
-        finally:
-            self._when = math.inf  # outside a wait, nothing is due
 
     def after(self, seconds: float) -> float:
         """The loop's clock ``seconds`` from now: an ``until`` for :meth:`wait`."""

@@ -126,7 +126,14 @@ class AsyncioServer:
 
     async def _converse(self, client: Client, reader: asyncio.StreamReader) -> bool:
         """The conversation, until it must end; True if the client may still be
-        sending (it then gets a lingering close)."""
+        sending (it then gets a lingering close).
+
+        The book's loop: read, let the core parse, answer each request. A
+        request's way through it calls no other coroutine — each call of one,
+        even one that never waits, cost ~1 µs, 5 % of a keep-alive request
+        (README, Performance) — so its only ``await`` is the read; a delay
+        (``/sleep``) and a client that falls behind are the rare ones.
+        """
         conn = HttpConnection(self.router, self.limits, self.cache)
         head_by = math.inf  # a head must be complete by then, from its first byte
         while True:
@@ -138,81 +145,85 @@ class AsyncioServer:
             else:
                 head_by = math.inf
                 until = now + self.options.keep_alive_timeout
+            if self.stopping and not client.has_input():
+                until = min(until, now)  # only what the loop has already read
             self._connections.waiting(client, partial=partial)
-            data = await self._receive(client, reader, until)
+            try:
+                with client.deadline.until(until):
+                    data: bytes | None = await reader.read(READ_SIZE)
+            except TimeoutError:  # the deadline passed, or the shutdown began
+                data = await self._last_read(client, reader, until)
             self._connections.done_waiting(client)
-            if data is None:  # the deadline passed, or the server is stopping
+            if data is None:
                 if conn.mid_request and not self.stopping:
-                    await self._send(
-                        client, conn.fail(RequestTimeout()), client.started()
-                    )
+                    self._write(client, conn.fail(RequestTimeout()), client.started())
                     return True
                 return False
             conn.receive(data)  # b"": the client has finished sending
-            keep_open = await self._answer(client, conn, reader)
+            ended = False
+            answered = 0
+            while not ended and (exchange := conn.next_exchange()) is not None:
+                started = client.started()
+                # Where the threaded edition's worker blocks, this one awaits.
+                if exchange.reply.delay > 0 and await self._sleep(
+                    client, exchange, reader, conn, started
+                ):
+                    ended = True  # the client left meanwhile: no one to answer
+                    break
+                ended = self._write(client, exchange, started)
+                if client.transport.get_write_buffer_size():  # it is behind
+                    ended = not await self._catch_up(client) or ended
+                answered += 1
+                if answered % BATCH == 0:
+                    await asyncio.sleep(0)  # one pipelining client cannot hold the loop
             if not data:
                 return False
-            if not keep_open:
+            if ended or conn.closed:
                 return not conn.consumed  # an error, or requests after a close
 
-    async def _answer(
-        self, client: Client, conn: HttpConnection, reader: asyncio.StreamReader
-    ) -> bool:
-        """Answer every complete request received, in order; False to close."""
-        answered = 0
-        while (exchange := conn.next_exchange()) is not None:
-            started = client.started()
-            if exchange.reply.delay > 0:
-                log.debug(
-                    "%s: %r sleeps %.3g s",
-                    client.name,
-                    exchange.request_line,
-                    exchange.reply.delay,
-                )
-                client.sleeping = True
-                # Where the threaded edition's worker blocks, this one awaits.
-                departed = await client.sleep(
-                    exchange.reply.delay, reader, conn, self.limits.max_header_bytes
-                )
-                client.sleeping = False
-                if departed:
-                    self.access_log.record(
-                        client.name, exchange, 0, started, departed=True
-                    )
-                    return False
-            if not await self._send(client, exchange, started):
-                return False
-            answered += 1
-            if answered % BATCH == 0:
-                await asyncio.sleep(0)  # one pipelining client cannot hold the loop
-        return not conn.closed
-
-    async def _receive(
+    async def _last_read(
         self, client: Client, reader: asyncio.StreamReader, until: float
     ) -> bytes | None:
-        """The next bytes, or None once ``until`` has passed.
+        """After a wait that timed out: None, unless the server is stopping.
 
         A stopping server closes a connection that is waiting for a request,
         but not before taking what had already arrived: a request the client
         sent before the listener closed is answered.
         """
-        loop = self._loop
-        for _ in range(2):  # once more when the shutdown ended the first wait
-            if self.stopping and not client.has_input():
-                until = min(until, loop.time())  # only what the loop has read
-            try:
-                return await client.deadline.wait(reader.read(READ_SIZE), until)
-            except TimeoutError:
-                if not self.stopping:
-                    return None
-        return None
+        if not self.stopping:
+            return None
+        if not client.has_input():
+            until = min(until, self._loop.time())
+        try:
+            with client.deadline.until(until):
+                return await reader.read(READ_SIZE)
+        except TimeoutError:
+            return None
 
-    async def _send(self, client: Client, exchange: Exchange, started: int) -> bool:
-        """Write one reply in one piece (head and body: no Nagle stall), then
-        wait while the client is behind; False when the connection must close."""
+    async def _sleep(
+        self,
+        client: Client,
+        exchange: Exchange,
+        reader: asyncio.StreamReader,
+        conn: HttpConnection,
+        started: int,
+    ) -> bool:
+        """Wait out the reply's delay; True if the client left meanwhile."""
+        delay = exchange.reply.delay
+        log.debug("%s: %r sleeps %.3g s", client.name, exchange.request_line, delay)
+        client.sleeping = True
+        departed = await client.sleep(delay, reader, conn, self.limits.max_header_bytes)
+        client.sleeping = False
+        if departed:
+            self.access_log.record(client.name, exchange, 0, started, departed=True)
+        return departed
+
+    def _write(self, client: Client, exchange: Exchange, started: int) -> bool:
+        """Write one reply in one piece (head and body: no Nagle stall);
+        True when the connection must close after it."""
         writer = client.writer
-        if writer.is_closing():
-            return False
+        if client.transport.is_closing():
+            return True
         last = self._budget.spend()
         closing = last or self.stopping or not exchange.keep_alive
         data = exchange.render(self.responder, closing=closing)
@@ -223,18 +234,22 @@ class AsyncioServer:
             self.access_log.record(client.name, exchange, len(data), started)
         if last:
             self.begin_shutdown()
-        # Flow control: a client that does not read cannot make us buffer
-        # replies without bound, and reading waits until this returns.
-        behind = writer.transport.get_write_buffer_size()  # no await when not
-        if behind and not await client.drain(self.options.write_timeout):
-            log.info(
-                DROPPED_FOR_WRITE_TIMEOUT,
-                client_name(writer.get_extra_info("peername")),
-                self.options.write_timeout,
-            )
-            writer.transport.abort()
-            return False
-        return not closing
+        return closing
+
+    async def _catch_up(self, client: Client) -> bool:
+        """Flow control: a client that does not read cannot make us buffer
+        replies without bound, and reading waits until this returns. False
+        (and the connection dropped) if it took nothing for --write-timeout."""
+        writer = client.writer
+        if await client.drain(self.options.write_timeout):
+            return True
+        log.info(
+            DROPPED_FOR_WRITE_TIMEOUT,
+            client_name(writer.get_extra_info("peername")),
+            self.options.write_timeout,
+        )
+        writer.transport.abort()
+        return False
 
     async def _refuse(self, client: Client, reader: asyncio.StreamReader) -> None:
         """Over --max-connections: 503 at once, then a short lingering close
