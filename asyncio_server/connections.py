@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,7 +16,10 @@ from dataclasses import dataclass
 
 from asyncio_server.deadline import Deadline
 from common.connection import HttpConnection
+from common.runtime.logs import DROPPED_FOR_WRITE_TIMEOUT, client_name
 from common.runtime.tcp import in_flight, readable
+
+log = logging.getLogger("hello.asyncio")
 
 READ_SIZE = 65536
 """The most one read takes from a connection (bytes)."""
@@ -65,6 +69,7 @@ class Client:
         sleeper = asyncio.ensure_future(asyncio.sleep(delay))
         watcher: asyncio.Future[bytes] | None = None
         taken = 0
+        self.sleeping = True
         try:
             while taken < watch_bytes:
                 watcher = asyncio.ensure_future(reader.read(READ_SIZE))
@@ -84,6 +89,7 @@ class Client:
             await sleeper
             return False
         finally:
+            self.sleeping = False
             sleeper.cancel()
             if watcher is not None and not watcher.done():
                 watcher.cancel()
@@ -110,10 +116,17 @@ class Client:
                     return  # the client closed too: a clean close
                 left -= len(chunk)
 
-    async def drain(self, write_timeout: float) -> bool:
-        """Wait while the client is behind on our replies; False if it took
-        none of them for ``write_timeout``."""
-        return await self._while_taking(self.writer.drain, write_timeout)
+    async def catch_up(self, write_timeout: float) -> bool:
+        """Flow control: wait while the client is behind on our replies, so
+        that one that does not read cannot make us buffer them without bound
+        (and reading waits until this returns). False, and the connection
+        dropped, if it took none of them for ``write_timeout``."""
+        if await self._while_taking(self.writer.drain, write_timeout):
+            return True
+        peer = client_name(self.writer.get_extra_info("peername"))
+        log.info(DROPPED_FOR_WRITE_TIMEOUT, peer, write_timeout)
+        self.transport.abort()
+        return False
 
     async def _while_taking(
         self, wait: Callable[[], Awaitable[None]], write_timeout: float

@@ -26,7 +26,6 @@ from common.routes import Pages, Router
 from common.runtime.cli import Options
 from common.runtime.listener import BACKLOG, defer_accept, shown_host
 from common.runtime.logs import (
-    DROPPED_FOR_WRITE_TIMEOUT,
     AccessLog,
     client_name,
     listening_message,
@@ -134,7 +133,8 @@ class AsyncioServer:
         (README, Performance) — so its only ``await`` is the read; a delay
         (``/sleep``) and a client that falls behind are the rare ones.
         """
-        conn = HttpConnection(self.router, self.limits, self.cache)
+        limits, write_timeout = self.limits, self.options.write_timeout
+        conn = HttpConnection(self.router, limits, self.cache)
         head_by = math.inf  # a head must be complete by then, from its first byte
         while True:
             now = self._loop.time()
@@ -164,15 +164,18 @@ class AsyncioServer:
             answered = 0
             while not ended and (exchange := conn.next_exchange()) is not None:
                 started = client.started()
-                # Where the threaded edition's worker blocks, this one awaits.
-                if exchange.reply.delay > 0 and await self._sleep(
-                    client, exchange, reader, conn, started
-                ):
-                    ended = True  # the client left meanwhile: no one to answer
-                    break
+                if delay := exchange.reply.delay:
+                    log.debug("%s sleeps %.3g s", client.name, delay)
+                    # Where the threaded edition's worker blocks, this one awaits.
+                    if await client.sleep(delay, reader, conn, limits.max_header_bytes):
+                        ended = True  # the client left meanwhile: no one to answer
+                        self.access_log.record(
+                            client.name, exchange, 0, started, departed=True
+                        )
+                        break
                 ended = self._write(client, exchange, started)
                 if client.transport.get_write_buffer_size():  # it is behind
-                    ended = not await self._catch_up(client) or ended
+                    ended = not await client.catch_up(write_timeout) or ended
                 answered += 1
                 if answered % BATCH == 0:
                     await asyncio.sleep(0)  # one pipelining client cannot hold the loop
@@ -200,24 +203,6 @@ class AsyncioServer:
         except TimeoutError:
             return None
 
-    async def _sleep(
-        self,
-        client: Client,
-        exchange: Exchange,
-        reader: asyncio.StreamReader,
-        conn: HttpConnection,
-        started: int,
-    ) -> bool:
-        """Wait out the reply's delay; True if the client left meanwhile."""
-        delay = exchange.reply.delay
-        log.debug("%s: %r sleeps %.3g s", client.name, exchange.request_line, delay)
-        client.sleeping = True
-        departed = await client.sleep(delay, reader, conn, self.limits.max_header_bytes)
-        client.sleeping = False
-        if departed:
-            self.access_log.record(client.name, exchange, 0, started, departed=True)
-        return departed
-
     def _write(self, client: Client, exchange: Exchange, started: int) -> bool:
         """Write one reply in one piece (head and body: no Nagle stall);
         True when the connection must close after it."""
@@ -235,21 +220,6 @@ class AsyncioServer:
         if last:
             self.begin_shutdown()
         return closing
-
-    async def _catch_up(self, client: Client) -> bool:
-        """Flow control: a client that does not read cannot make us buffer
-        replies without bound, and reading waits until this returns. False
-        (and the connection dropped) if it took nothing for --write-timeout."""
-        writer = client.writer
-        if await client.drain(self.options.write_timeout):
-            return True
-        log.info(
-            DROPPED_FOR_WRITE_TIMEOUT,
-            client_name(writer.get_extra_info("peername")),
-            self.options.write_timeout,
-        )
-        writer.transport.abort()
-        return False
 
     async def _refuse(self, client: Client, reader: asyncio.StreamReader) -> None:
         """Over --max-connections: 503 at once, then a short lingering close
