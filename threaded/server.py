@@ -26,8 +26,9 @@ from common.runtime.listener import shown_host
 from common.runtime.logs import url
 from common.runtime.signals import stop_signals_blocked
 from common.runtime.tcp import DONTWAIT, RECV_SIZE
-from threaded.acceptor import Acceptor, open_listener
+from threaded.acceptor import Acceptor
 from threaded.answering import Answering
+from threaded.listener import open_listener
 from threaded.parking import ONESHOT_AVAILABLE, Client, ServerStats
 from threaded.pool import PoolCreationError
 from threaded.wake import WakeOnDemandPool

@@ -33,8 +33,8 @@ from common.runtime.listener import shown_host
 from common.runtime.logs import url
 from common.runtime.signals import stop_signals_blocked
 from common.runtime.tcp import RECV_SIZE
-from threaded.acceptor import ACCEPT_PAUSE, RESOURCE_ERRORS, open_listener
 from threaded.answering import Answering
+from threaded.listener import ACCEPT_PAUSE, RESOURCE_ERRORS, open_listener
 from threaded.parking import Client
 from threaded.writing import Afterwards, send_rest_here
 
