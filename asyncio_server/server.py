@@ -165,7 +165,8 @@ class AsyncioServer:
             while not ended and (exchange := conn.next_exchange()) is not None:
                 started = client.started()
                 if delay := exchange.reply.delay:
-                    log.debug("%s sleeps %.3g s", client.name, delay)
+                    line = exchange.request_line
+                    log.debug("%s: %r sleeps %.3g s", client.name, line, delay)
                     # Where the threaded edition's worker blocks, this one awaits.
                     if await client.sleep(delay, reader, conn, limits.max_header_bytes):
                         ended = True  # the client left meanwhile: no one to answer

@@ -165,12 +165,12 @@ class HttpConnection:
         )
         if not keep_alive:
             self.closed = True
-        exchange = Exchange(
-            request_line=request.request_line,
-            reply=self._router.resolve(request),
-            keep_alive=keep_alive,
-            head=request.method == "HEAD",
-            version=request.version,
+        exchange = Exchange(  # by position, as Request is made
+            request.request_line,
+            self._router.resolve(request),
+            keep_alive,
+            request.method == "HEAD",  # head
+            request.version,
         )
         if cache is not None and not request.has_body:
             cache.remember(request, exchange)

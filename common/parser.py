@@ -105,8 +105,9 @@ _CONSULTED_FIELDS = frozenset(
 )
 
 
-class HTTPVersion(enum.Enum):
-    """The two versions this server speaks (anything else is 505)."""
+class HTTPVersion(enum.StrEnum):
+    """The two versions this server speaks (anything else is 505). A
+    ``StrEnum``: a member formats as its text without a look-up of ``value``."""
 
     HTTP_1_0 = "HTTP/1.0"
     HTTP_1_1 = "HTTP/1.1"
@@ -132,7 +133,7 @@ class Request(NamedTuple):
 
     @property
     def request_line(self) -> str:
-        return f"{self.method} {self.target} {self.version.value}"
+        return f"{self.method} {self.target} {self.version}"
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or None."""
@@ -213,6 +214,7 @@ class RequestParser:
         "_cache",
         "_deferred",
         "_eof",
+        "_host",
         "_limits",
         "_line_scanned",
         "_one_pass",
@@ -248,6 +250,7 @@ class RequestParser:
         self._scanned = 0  # head bytes already searched for the blank line
         self._line_scanned = 0  # the same, for a chunk-size or trailer line
         self._eof = False
+        self._host = ""  # the last Host value found valid: checked once a connection
         self._deferred: ProtocolError | None = None
         # A request recognised whole by feed(), not yet handed out.
         self._ready: Request | None = None
@@ -475,7 +478,7 @@ class RequestParser:
         except ProtocolError as error:
             error.method = method
             if _LOGGABLE.fullmatch(target):
-                error.request_line = f"{method} {target.decode()} {version.value}"
+                error.request_line = f"{method} {target.decode()} {version}"
             raise
 
     def _common_request(self, head: str) -> Request | None:
@@ -532,8 +535,10 @@ class RequestParser:
             raise BadRequest("more than one Host header")
         if not hosts and version is HTTPVersion.HTTP_1_1:
             raise BadRequest("HTTP/1.1 request without a Host header")
-        if hosts and not _HOST_TEXT.fullmatch(hosts[0]):
-            raise BadRequest("invalid Host header")
+        if hosts and hosts[0] != self._host:
+            if not _HOST_TEXT.fullmatch(hosts[0]):
+                raise BadRequest("invalid Host header")
+            self._host = hosts[0]
         connection = named.get("connection")
         tokens = _connection_tokens(connection) if connection else set()
         if version is HTTPVersion.HTTP_1_1:
@@ -551,15 +556,16 @@ class RequestParser:
                 named.get("content-length", []),
             )
         )
+        # By position: keywords double what a named tuple costs to make.
         return Request(
-            method=method,
-            target=target,
-            path=path,
-            version=version,
-            headers=headers,
-            keep_alive=keep_alive,
-            expects_continue=expects_continue and has_body,
-            has_body=has_body,
+            method,
+            target,
+            path,
+            version,
+            headers,
+            keep_alive,
+            expects_continue and has_body,  # expects_continue
+            has_body,
         )
 
     # -- the body (RFC 9112 §6) ---------------------------------------------

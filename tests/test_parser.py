@@ -401,6 +401,21 @@ def test_invalid_host_value_is_400(value: bytes) -> None:
     assert isinstance(caught, BadRequest)
 
 
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_an_invalid_host_after_valid_ones_on_a_connection_is_400(
+    one_pass: bool,
+) -> None:
+    """A Host is checked once per connection while it repeats: a different
+    one, later on the same connection, is checked again."""
+    parser = RequestParser(one_pass=one_pass)
+    parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" * 2)
+    assert parser.next_request() is not None
+    assert parser.next_request() is not None
+    parser.feed(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n")
+    with pytest.raises(BadRequest):
+        parser.next_request()
+
+
 @pytest.mark.parametrize(
     "value", [b"localhost", b"example.com:8080", b"127.0.0.1:7878", b"[::1]:7878", b""]
 )
