@@ -38,6 +38,7 @@ from bench.throughput import (
     ThroughputError,
     ThroughputRun,
     find_wrk,
+    median_of_rounds,
     run_builtin,
     run_fixed_rate,
     run_wrk,
@@ -322,6 +323,15 @@ def build_throughput_parser() -> argparse.ArgumentParser:
         "(uvicorn, granian, aiohttp, gunicorn gthread, stdlib) and print ours/peer "
         "ratios",
     )
+    add(
+        "--rounds",
+        type=_ranged(int, 1, 20, "a whole number"),
+        default=1,
+        metavar="N",
+        help="measure everything N times over, in the same order each round, "
+        "and report each row's median (req/s, latencies): on a shared machine a "
+        "burst of noise then moves one round, not the result",
+    )
     return parser
 
 
@@ -602,6 +612,85 @@ def _measure_memory(
         )
 
 
+@dataclass(slots=True)
+class _Round:
+    """What one round of ``python -m bench throughput`` measures, and with what."""
+
+    args: argparse.Namespace
+    plan: Plan
+    measure: Callable[[Load], ThroughputRun]
+    tool: str
+    progress: Progress
+    rss: dict[str, float | None]
+    idle: dict[str, float | None]
+
+    def run(self, number: int) -> list[ThroughputRun]:
+        """Every edition (each --processes count), target and peer, once.
+        Memory is measured in the first round only."""
+        args, progress = self.args, self.progress
+        connections, seconds = int(args.concurrency), float(args.duration)
+        if args.rounds > 1:
+            progress.phase(f"round {number + 1} of {args.rounds}")
+        runs: list[ThroughputRun] = []
+        # One pass per --processes count; the targets (not ours) in the first only.
+        for pass_, processes in enumerate(args.processes):
+            # /sleep plays no part here; the editions get the latency bench's defaults.
+            server_settings = servers.ServerSettings(
+                sleep_seconds=1.0, workers=self.plan.workers, processes=processes
+            )
+            with servers.launched(
+                self.plan.editions, server_settings, on_event=progress.phase
+            ) as launched:
+                for subject in _subjects(self.plan, launched):
+                    if pass_ and not subject.started:
+                        continue
+                    count = processes if subject.started else 1
+                    runs += self._subject(subject, count)
+                if args.peers and not pass_ and not number:  # after the load
+                    _measure_memory(launched, progress, self.rss, self.idle)
+        if args.peers and self.tool == WRK:
+            _run_peers(
+                self.measure,
+                workloads=args.workload,
+                connections=connections,
+                seconds=seconds,
+                threads=int(args.wrk_threads),
+                progress=progress,
+                runs=runs,
+                rss=self.rss,
+            )
+        return runs
+
+    def _subject(self, subject: Subject, count: int) -> list[ThroughputRun]:
+        """Every workload and connection mode on one server."""
+        args, progress = self.args, self.progress
+        connections, seconds = int(args.concurrency), float(args.duration)
+        name = subject.name
+        label = name if count == 1 else f"{name}-{count}p"
+        client.run(functools.partial(_warm_up, name, subject.endpoint))
+        runs = []
+        for workload, mode in itertools.product(args.workload, MODES):
+            load = Load(
+                name,
+                subject.endpoint,
+                mode,
+                connections,
+                seconds,
+                count,
+                int(args.wrk_threads),
+                workload,
+            )
+            progress.phase(
+                f"{label}: {workload.value}, {mode}, {connections} "
+                f"connections, {seconds:g} s ({self.tool})"
+            )
+            run = self.measure(load)
+            rate = run.requests_per_second
+            progress.phase(f"{label}: {workload.value}, {mode}: {rate:.0f} req/s")
+            runs.append(run)
+        return runs
+
+
 def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> int:
     args = build_throughput_parser().parse_args(argv)
     if args.quiet:
@@ -619,59 +708,13 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
     measure = _measurer(wrk, offered)
     progress.phase(_load_generator(wrk, threads, connections, args.client, offered))
     client.run(lambda: _check_targets(plan.targets, progress))
-    runs: list[ThroughputRun] = []
-    # One round per --processes count; the targets (not ours) in the first only.
-    for round_, processes in enumerate(args.processes):
-        # /sleep plays no part here; the editions get the latency bench's defaults.
-        server_settings = servers.ServerSettings(
-            sleep_seconds=1.0, workers=plan.workers, processes=processes
-        )
-        with servers.launched(
-            plan.editions, server_settings, on_event=progress.phase
-        ) as launched:
-            for subject in _subjects(plan, launched):
-                if round_ and not subject.started:
-                    continue
-                name = subject.name
-                count = processes if subject.started else 1
-                label = name if count == 1 else f"{name}-{count}p"
-                client.run(functools.partial(_warm_up, name, subject.endpoint))
-                for workload, mode in itertools.product(args.workload, MODES):
-                    load = Load(
-                        name,
-                        subject.endpoint,
-                        mode,
-                        connections,
-                        seconds,
-                        count,
-                        threads,
-                        workload,
-                    )
-                    tool = WRK if wrk is not None and offered is None else BUILTIN
-                    progress.phase(
-                        f"{label}: {workload.value}, {mode}, {connections} "
-                        f"connections, {seconds:g} s ({tool})"
-                    )
-                    run = measure(load)
-                    rate = run.requests_per_second
-                    progress.phase(
-                        f"{label}: {workload.value}, {mode}: {rate:.0f} req/s"
-                    )
-                    runs.append(run)
-            if args.peers and not round_:  # after the load, as for the peers
-                _measure_memory(launched, progress, rss, idle)
-    if args.peers and wrk is not None:
-        _run_peers(
-            measure,
-            workloads=args.workload,
-            connections=connections,
-            seconds=seconds,
-            threads=threads,
-            progress=progress,
-            runs=runs,
-            rss=rss,
-        )
+    tool = WRK if wrk is not None and offered is None else BUILTIN
+    one_round = _Round(args, plan, measure, tool, progress, rss, idle)
+    rounds = [one_round.run(number) for number in range(args.rounds)]
+    runs = rounds[0] if len(rounds) == 1 else median_of_rounds(rounds)
     progress.done()
+    if len(rounds) > 1:
+        stdout.write(f"Medians of {len(rounds)} rounds, each in the same order.\n")
     stdout.write(report.throughput_table(runs))
     if offered is not None:
         stdout.write("\n" + report.tails_table(runs, offered))

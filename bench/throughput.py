@@ -11,11 +11,14 @@ it shares the CPU with the server it measures — the figures are then a floor.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +60,8 @@ class ThroughputRun:
     p999: float | None = None
     offered: float | None = None
     """The fixed rate offered (``--rate``); None for a closed-loop run."""
+    rounds: int = 1
+    """Runs this row is the median of (``--rounds``)."""
 
     @property
     def label(self) -> str:
@@ -77,6 +82,7 @@ class ThroughputRun:
             "errors": self.errors,
             "requests_per_second": self.requests_per_second,
             "offered_per_second": self.offered,
+            "rounds": self.rounds,
             "latency_s": {
                 "p50": self.p50,
                 "p90": self.p90,
@@ -85,6 +91,42 @@ class ThroughputRun:
                 "max": self.max,
             },
         }
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
+
+
+def median_of_rounds(rounds: Sequence[Sequence[ThroughputRun]]) -> list[ThroughputRun]:
+    """One row per measurement made in every round (same server, workload,
+    mode and client): its req/s and each latency the median of the rounds',
+    its requests, errors and seconds their sums, in the first round's order."""
+    groups: dict[tuple[object, ...], list[ThroughputRun]] = {}
+    for runs in rounds:
+        for run in runs:
+            # Not by URL: an edition we start listens on a new port each round.
+            key = (run.label, run.workload, run.mode, run.client)
+            groups.setdefault(key, []).append(run)
+    merged = []
+    for same in groups.values():
+        rps = statistics.median(run.requests_per_second for run in same)
+        merged.append(
+            dataclasses.replace(
+                same[0],
+                seconds=sum(run.seconds for run in same),
+                requests=sum(run.requests for run in same),
+                errors=sum(run.errors for run in same),
+                requests_per_second=rps,
+                p50=_median([run.p50 for run in same]),
+                p90=_median([run.p90 for run in same]),
+                p99=_median([run.p99 for run in same]),
+                p999=_median([run.p999 for run in same]),
+                max=_median([run.max for run in same]),
+                rounds=len(same),
+            )
+        )
+    return merged
 
 
 @dataclass(frozen=True, slots=True)

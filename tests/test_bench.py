@@ -38,7 +38,14 @@ from bench.model import QueueModel
 from bench.peer_servers import PEERS, RUST_BOOK_NOTE, installed, launched, ratio_table
 from bench.scenarios import EditionRun, LatencySettings, RouteResult
 from bench.stats import NS_PER_SECOND, Sample, percentile, summarise
-from bench.throughput import Load, ThroughputRun, parse_wrk, run_fixed_rate, wrk_command
+from bench.throughput import (
+    Load,
+    ThroughputRun,
+    median_of_rounds,
+    parse_wrk,
+    run_fixed_rate,
+    wrk_command,
+)
 from common.routes import Pages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -450,6 +457,7 @@ def test_closed_target_port_is_a_one_line_error() -> None:
         (("--no-such-option",), "unrecognized arguments"),
         (("throughput", "--duration", "-2"), "--duration"),
         (("throughput", "--client", "curl"), "--client"),
+        (("throughput", "--rounds", "0"), "--rounds"),
     ],
 )
 def test_bad_input_is_a_one_line_error(args: tuple[str, ...], needle: str) -> None:
@@ -951,3 +959,62 @@ def test_the_core_cost_bench_times_every_workload(
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["same", "varied", "browser"]
     assert all(float(line.split()[1]) > 0 for line in lines)
+
+
+def _measured(
+    mode: str, rate: float, p99: float | None, errors: int = 0
+) -> ThroughputRun:
+    return ThroughputRun(
+        "threaded", "http://127.0.0.1:1/", mode, "wrk", 2, 1.0, int(rate), errors,
+        rate, 0.001, 0.002, p99, 0.01,
+    )  # fmt: skip
+
+
+def test_rounds_are_reported_as_their_medians_in_the_first_rounds_order() -> None:
+    rounds = [
+        [_measured("keep-alive", 100, 0.005), _measured("close", 50, None)],
+        [_measured("keep-alive", 300, 0.001), _measured("close", 70, None)],
+        [_measured("keep-alive", 200, 0.009, errors=1), _measured("close", 60, None)],
+    ]
+    keep_alive, close = median_of_rounds(rounds)
+    assert (keep_alive.mode, close.mode) == ("keep-alive", "close")
+    assert keep_alive.requests_per_second == 200  # not the mean of a noisy round
+    assert keep_alive.p99 == 0.005
+    assert close.p99 is None  # unknown in every round stays unknown
+    assert keep_alive.errors == 1  # an error in any round shows
+    assert keep_alive.requests == 600
+    assert keep_alive.seconds == 3.0
+    assert keep_alive.rounds == close.rounds == 3
+
+
+def test_throughput_rounds_measure_everything_again_and_print_the_medians(
+    tmp_path: Path,
+) -> None:
+    results = tmp_path / "rounds.json"
+    done = bench(
+        "throughput",
+        "--editions",
+        "asyncio",
+        "--rounds",
+        "2",
+        "--duration",
+        "0.3",
+        "--concurrency",
+        "2",
+        "--client",
+        "builtin",
+        "--workload",
+        "same",
+        "--json",
+        str(results),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "round 1 of 2" in done.stderr
+    assert "round 2 of 2" in done.stderr
+    assert "Medians of 2 rounds" in done.stdout
+    runs = json.loads(results.read_text())["runs"]
+    assert [(run["mode"], run["rounds"]) for run in runs] == [
+        ("keep-alive", 2),
+        ("close", 2),
+    ]
+    assert all(run["seconds"] > 0.45 for run in runs)  # both rounds' 0.3 s
