@@ -620,6 +620,10 @@ class _Round:
     plan: Plan
     measure: Callable[[Load], ThroughputRun]
     tool: str
+    """Named in the progress lines: wrk, or the built-in client."""
+    wrk: str | None
+    """The peers need wrk on PATH, even when --rate has the built-in client
+    make the load."""
     progress: Progress
     rss: dict[str, float | None]
     idle: dict[str, float | None]
@@ -648,7 +652,7 @@ class _Round:
                     runs += self._subject(subject, count)
                 if args.peers and not pass_ and not number:  # after the load
                     _measure_memory(launched, progress, self.rss, self.idle)
-        if args.peers and self.tool == WRK:
+        if args.peers and self.wrk is not None:
             _run_peers(
                 self.measure,
                 workloads=args.workload,
@@ -709,7 +713,7 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
     progress.phase(_load_generator(wrk, threads, connections, args.client, offered))
     client.run(lambda: _check_targets(plan.targets, progress))
     tool = WRK if wrk is not None and offered is None else BUILTIN
-    one_round = _Round(args, plan, measure, tool, progress, rss, idle)
+    one_round = _Round(args, plan, measure, tool, wrk, progress, rss, idle)
     rounds = [one_round.run(number) for number in range(args.rounds)]
     runs = rounds[0] if len(rounds) == 1 else median_of_rounds(rounds)
     progress.done()

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from support import RunningServer, read_until_close
 
-from bench import cli, core_cost, report, servers
+from bench import cli, core_cost, peer_servers, report, servers
 from bench.client import BadTarget, Endpoint, read_response
 from bench.footprint import FootprintWatch
 from bench.idle import idle_growth
@@ -1018,3 +1018,26 @@ def test_throughput_rounds_measure_everything_again_and_print_the_medians(
         ("close", 2),
     ]
     assert all(run["seconds"] > 0.45 for run in runs)  # both rounds' 0.3 s
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not on PATH")
+def test_the_peers_are_measured_at_a_fixed_rate_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--peers --rate``: the built-in client makes the load, and the peers
+    (here only http.server, which every Python has) are in the tails table."""
+    stdlib = next(peer for peer in PEERS if peer.name == "stdlib")
+    monkeypatch.setattr(peer_servers, "PEERS", (stdlib,))
+    status, out, err = run_main(
+        "throughput", "--peers", "--editions", "asyncio", "--rate", "100",
+        "--duration", "0.3", "--concurrency", "2", "--workload", "same", "--quiet",
+    )  # fmt: skip
+    assert status == 0, err
+    tails = out.split("Tails at 100 requests a second offered")[1]
+    rows = [line.split()[:3] for line in tails.splitlines()]
+    assert [row for row in rows if row[1:2] == ["same"]] == [
+        ["asyncio", "same", "keep-alive"],
+        ["asyncio", "same", "close"],
+        ["stdlib", "same", "keep-alive"],
+        ["stdlib", "same", "close"],
+    ]
