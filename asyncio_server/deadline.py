@@ -8,8 +8,8 @@ the new time. When the deadline really passes, it cancels the connection's
 task — as ``asyncio.timeout`` does — but only while the task waits inside
 ``with deadline.until(when):``, which turns that cancellation into
 ``TimeoutError``. That is a plain ``with``, not an ``async with``: no
-coroutine is made per wait, and none sits in the chain a resumed read
-passes through.
+coroutine is made per wait (each cost about a microsecond: README,
+Performance).
 """
 
 from __future__ import annotations
