@@ -661,7 +661,7 @@ class _Round:
                 threads=int(args.wrk_threads),
                 progress=progress,
                 runs=runs,
-                rss=self.rss,
+                rss=self.rss if not number else {},  # as ours: after the first
             )
         return runs
 
@@ -715,7 +715,7 @@ def throughput_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> 
     tool = WRK if wrk is not None and offered is None else BUILTIN
     one_round = _Round(args, plan, measure, tool, wrk, progress, rss, idle)
     rounds = [one_round.run(number) for number in range(args.rounds)]
-    runs = rounds[0] if len(rounds) == 1 else median_of_rounds(rounds)
+    runs = median_of_rounds(rounds)  # one round: its own rows
     progress.done()
     if len(rounds) > 1:
         stdout.write(f"Medians of {len(rounds)} rounds, each in the same order.\n")

@@ -104,10 +104,13 @@ def median_of_rounds(rounds: Sequence[Sequence[ThroughputRun]]) -> list[Throughp
     its requests, errors and seconds their sums, in the first round's order."""
     groups: dict[tuple[object, ...], list[ThroughputRun]] = {}
     for runs in rounds:
+        seen: dict[tuple[object, ...], int] = {}
         for run in runs:
             # Not by URL: an edition we start listens on a new port each round.
-            key = (run.label, run.workload, run.mode, run.client)
-            groups.setdefault(key, []).append(run)
+            # A name twice in a round (a --target called like a peer) is two rows.
+            name = (run.label, run.workload, run.mode, run.client)
+            seen[name] = seen.get(name, 0) + 1
+            groups.setdefault((*name, seen[name]), []).append(run)
     merged = []
     for same in groups.values():
         rps = statistics.median(run.requests_per_second for run in same)

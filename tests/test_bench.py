@@ -1041,3 +1041,14 @@ def test_the_peers_are_measured_at_a_fixed_rate_too(
         ["stdlib", "same", "keep-alive"],
         ["stdlib", "same", "close"],
     ]
+
+
+def test_two_servers_of_one_name_stay_two_rows_over_rounds() -> None:
+    """A --target named like a peer: each is its own median, not one of both."""
+    rounds = [
+        [_measured("keep-alive", 100, None), _measured("keep-alive", 900, None)],
+        [_measured("keep-alive", 120, None), _measured("keep-alive", 1100, None)],
+    ]
+    first, second = median_of_rounds(rounds)
+    assert (first.requests_per_second, second.requests_per_second) == (110, 1000)
+    assert median_of_rounds(rounds[:1]) == rounds[0]  # one round: its own rows
