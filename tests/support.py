@@ -189,6 +189,13 @@ def wait_until(
         time.sleep(0.05)
 
 
+def only_line(stderr: str) -> str:
+    """The one line a command's error printed (asserted to be one line)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago (bound to 0, then closed)."""
     with socket.socket() as sock:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import RunningServer, read_until_close
+from support import RunningServer, only_line, read_until_close
 
 from bench import cli, core_cost, peer_servers, report, servers
 from bench.client import BadTarget, Endpoint, read_response
@@ -86,12 +86,11 @@ def closed_port() -> int:
 
 
 def assert_one_line_error(stderr: str, *needles: str) -> None:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
+    line = only_line(stderr)
     assert "Traceback" not in stderr
-    assert lines[0].startswith("python -m bench"), lines[0]
+    assert line.startswith("python -m bench"), line
     for needle in needles:
-        assert needle in lines[0], lines[0]
+        assert needle in line, line
 
 
 # -- end to end, both editions ----------------------------------------------------

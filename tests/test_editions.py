@@ -26,6 +26,7 @@ from support import (
     connect,
     count_lines,
     iter_statuses,
+    only_line,
     request,
     wait_for_count,
 )
@@ -91,10 +92,9 @@ def test_a_port_in_use_is_one_line_and_exit_1(
         check=False,
     )
     assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "cannot listen on" in lines[0]
-    assert str(first.port) in lines[0]
+    line = only_line(done.stderr)
+    assert "cannot listen on" in line
+    assert str(first.port) in line
     assert "Traceback" not in done.stderr
     assert request(first.port).status == 200  # the first one is unharmed
 

@@ -21,7 +21,15 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import MODULES, ResponseReader, connect, free_port, launch, request
+from support import (
+    MODULES,
+    ResponseReader,
+    connect,
+    free_port,
+    launch,
+    only_line,
+    request,
+)
 
 GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
@@ -89,9 +97,8 @@ def test_fd_that_is_no_listening_socket_is_a_one_line_error(
             check=False,
         )
     assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"error: --fd {fd} {says}"), lines[0]
+    line = only_line(done.stderr)
+    assert line.startswith(f"error: --fd {fd} {says}"), line
 
 
 def test_a_negative_fd_is_a_usage_error(edition: str) -> None:

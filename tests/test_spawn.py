@@ -20,6 +20,7 @@ from support import (
     ResponseReader,
     RunningServer,
     connect,
+    only_line,
     request,
     wait_for_count,
     wait_until,
@@ -56,9 +57,7 @@ def test_spawn_with_a_pool_setting_is_a_usage_error(flag: list[str]) -> None:
         command, check=False, capture_output=True, text=True, timeout=20
     )
     assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert f"{flag[0]} sizes the pool, and --spawn runs none" in lines[0]
+    assert f"{flag[0]} sizes the pool, and --spawn runs none" in only_line(done.stderr)
 
 
 def _sleep_on(port: int, answers: list[tuple[float, int]]) -> None:

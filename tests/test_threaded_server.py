@@ -34,6 +34,7 @@ from support import (
     RunningServer,
     connect,
     iter_statuses,
+    only_line,
     open_descriptors,
     pipeline_without_reading,
     read_until_close,
@@ -399,7 +400,7 @@ def test_an_address_not_ours_is_exit_1() -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    only_line(result.stderr)
 
 
 # -- in-process ---------------------------------------------------------------------
