@@ -44,6 +44,7 @@ from bench.throughput import (
     median_of_rounds,
     parse_wrk,
     run_fixed_rate,
+    server_time,
     wrk_command,
 )
 from common.routes import Pages
@@ -920,6 +921,17 @@ def test_a_fixed_rate_counts_the_queue_a_stall_makes() -> None:
     assert run.p99 > 0.15
     assert run.p999 is not None
     assert run.p999 >= run.p99
+
+
+def test_a_fixed_rate_charges_the_queue_but_not_the_clients_lateness() -> None:
+    """Due at 0 ms: sent at 0.8 ms on a free connection (the client's timer
+    was late), answered at 1.0, the server took 0.2 ms. Sent at 5.1 ms because
+    the previous answer only came at 5.0: the 5 ms it was held count too."""
+    ms = 1_000_000
+    assert server_time(0, -3 * ms, round(0.8 * ms), 1 * ms) == round(0.2 * ms)
+    assert server_time(0, 5 * ms, round(5.1 * ms), 6 * ms) == round(5.9 * ms)
+    # Held, then sent late by the client on top: only the hold counts.
+    assert server_time(0, 2 * ms, 3 * ms, 4 * ms) == 3 * ms
 
 
 def test_throughput_at_a_fixed_rate_prints_the_tails() -> None:
