@@ -45,6 +45,7 @@ from support import (
 
 from common.routes import Pages
 from common.runtime.cli import Edition, parse_options
+from threaded.parking import DEFAULT_PARKING, ParkingKind
 from threaded.server import ServerStats, ThreadedServer
 
 PAGES = Pages.load()
@@ -429,16 +430,13 @@ def test_the_listener_defers_accept_and_passes_on_nodelay() -> None:
 
 @contextlib.contextmanager
 def serving_in_process(
-    *args: str, oneshot: bool | None = None
+    *args: str, parking: ParkingKind = DEFAULT_PARKING
 ) -> Iterator[ThreadedServer]:
     """A ThreadedServer on --port 0 run by a thread of this process; stopped
-    (and its thread joined) when the block ends, even on failure. ``oneshot``
-    chooses how parked connections wait (None: the platform's default)."""
+    (and its thread joined) when the block ends, even on failure. ``parking``
+    chooses how parked connections wait."""
     options = parse_options(Edition.THREADED, ["--port", "0", "--no-access-log", *args])
-    if oneshot is None:
-        server = ThreadedServer(options)
-    else:
-        server = ThreadedServer(options, oneshot=oneshot)
+    server = ThreadedServer(options, parking=parking)
     runner = threading.Thread(target=server.serve_forever)
     runner.start()
     try:
@@ -467,25 +465,23 @@ def test_a_closed_connection_is_freed_without_the_cycle_collector() -> None:
     assert unreachable < connections // 2, unreachable
 
 
+LINUX_ONLY = pytest.mark.skipif(not hasattr(select, "epoll"), reason="Linux's")
 PARKING = [
-    pytest.param(False, id="selector"),
-    pytest.param(
-        True,
-        id="oneshot",
-        marks=pytest.mark.skipif(not hasattr(select, "epoll"), reason="Linux's"),
-    ),
+    pytest.param(ParkingKind.SELECTOR, id="selector"),
+    pytest.param(ParkingKind.ONESHOT, id="oneshot", marks=LINUX_ONLY),
+    pytest.param(ParkingKind.LEADER, id="leader", marks=LINUX_ONLY),
 ]
 
 
-@pytest.mark.parametrize("oneshot", PARKING)
-def test_parked_connections_both_ways(oneshot: bool) -> None:
+@pytest.mark.parametrize("parking", PARKING)
+def test_parked_connections_both_ways(parking: ParkingKind) -> None:
     """Both ways of parking a connection between requests (Linux: a one-shot
     epoll set the workers re-arm; elsewhere: the acceptor's selector) serve
     keep-alive and pipelined requests, time out idle connections and stalled
     heads, and leave nothing behind once every connection has closed."""
     with serving_in_process(
         "--workers", "2", "--keep-alive-timeout", "0.3", "--header-timeout", "0.5",
-        oneshot=oneshot,
+        parking=parking,
     ) as server:  # fmt: skip
         with connect(server.port) as sock:
             reader = ResponseReader(sock)
@@ -508,33 +504,65 @@ def test_parked_connections_both_ways(oneshot: bool) -> None:
             while server.stats().open > 1:  # the others are gone
                 assert time.monotonic() < deadline, server.stats()
                 time.sleep(0.01)
+        # Nothing left behind: no deadline, no entry in the epoll map (the
+        # acceptor notes what workers did when it next wakes: soon).
         deadline = time.monotonic() + 5
-        while server.stats().open:
+        while server.stats() != ServerStats(0, 0, 0, 0, 0, 0):
             assert time.monotonic() < deadline, server.stats()
             time.sleep(0.01)
-        # Nothing left behind: no deadline, no entry in the epoll map.
-        assert server.stats() == ServerStats(0, 0, 0, 0, 0, 0)
 
 
-@pytest.mark.parametrize("oneshot", PARKING)
+def park_one_and_sleep_one(
+    server: ThreadedServer, parked: socket.socket, busy: socket.socket
+) -> ResponseReader:
+    """One request on ``parked`` (answered, then parked), a ``/sleep`` on
+    ``busy``; back once the server holds one of each. ``parked``'s reader."""
+    reader = ResponseReader(parked)
+    parked.sendall(get("/"))
+    assert reader.read().status == 200
+    busy.sendall(get("/sleep"))
+    deadline = time.monotonic() + 5
+    while (server.stats().parked, server.stats().busy) != (1, 1):
+        assert time.monotonic() < deadline, server.stats()
+        time.sleep(0.01)
+    return reader
+
+
+@pytest.mark.parametrize("parking", PARKING)
+def test_a_request_waiting_for_a_worker_outlives_its_idle_deadline(
+    parking: ParkingKind,
+) -> None:
+    """A parked connection's next request comes while the one worker sleeps,
+    and its keep-alive deadline passes meanwhile: it is answered once the
+    worker is free, not closed as idle (no worker watched it come)."""
+    with (
+        serving_in_process(
+            "--workers", "1", "--keep-alive-timeout", "0.2",
+            "--sleep-seconds", "1", parking=parking,
+        ) as server,
+        connect(server.port) as kept,
+        connect(server.port) as busy,
+    ):  # fmt: skip
+        reader = park_one_and_sleep_one(server, kept, busy)
+        kept.sendall(get("/"))
+        started = time.monotonic()
+        assert reader.read().status == 200
+        assert time.monotonic() - started > 0.2  # its deadline had passed
+        assert ResponseReader(busy).read().status == 200
+
+
+@pytest.mark.parametrize("parking", PARKING)
 def test_shutdown_closes_parked_connections_and_answers_the_busy_one(
-    oneshot: bool,
+    parking: ParkingKind,
 ) -> None:
     with (
         serving_in_process(
-            "--workers", "2", "--sleep-seconds", "0.5", oneshot=oneshot
+            "--workers", "2", "--sleep-seconds", "0.5", parking=parking
         ) as server,
         connect(server.port) as idle,
         connect(server.port) as busy,
     ):  # fmt: skip
-        idle_reader = ResponseReader(idle)
-        idle.sendall(get("/"))
-        assert idle_reader.read().status == 200  # then parked
-        busy.sendall(get("/sleep"))
-        deadline = time.monotonic() + 5
-        while (server.stats().parked, server.stats().busy) != (1, 1):
-            assert time.monotonic() < deadline, server.stats()
-            time.sleep(0.01)
+        idle_reader = park_one_and_sleep_one(server, idle, busy)
         server.request_stop()
         response = ResponseReader(busy).read()
         assert response.status == 200
@@ -555,13 +583,13 @@ def test_in_process_server_stops_and_leaves_no_thread() -> None:
         connect(server.port, timeout=2.0).close()
 
 
-@pytest.mark.parametrize("oneshot", PARKING)
-def test_clients_that_stop_reading_hold_no_worker(oneshot: bool) -> None:
+@pytest.mark.parametrize("parking", PARKING)
+def test_clients_that_stop_reading_hold_no_worker(parking: ParkingKind) -> None:
     """A slow reader waits in the acceptor with its unsent answers, not in a
     worker: the one worker serves everyone else meanwhile, and
     --write-timeout drops the readers once they take nothing for that long."""
     with serving_in_process(
-        "--workers", "1", "--write-timeout", "3", oneshot=oneshot
+        "--workers", "1", "--write-timeout", "3", parking=parking
     ) as server:
         stuck = [pipeline_without_reading(server.port) for _ in range(4)]
         try:

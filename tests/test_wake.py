@@ -12,6 +12,7 @@ from functools import partial
 import pytest
 
 from threaded import wake as wake_module
+from threaded.pool import ChannelClosedError
 from threaded.wake import OnDemandChannel, WakeOnDemandPool
 
 WAIT = 5.0  # seconds any single wait may take before the test fails
@@ -141,3 +142,41 @@ def test_on_demand_every_job_still_runs_exactly_once() -> None:
 def test_a_channel_needs_a_receiver() -> None:
     with pytest.raises(ValueError, match="receiver"):
         OnDemandChannel(receivers=0)
+
+
+def test_a_job_no_worker_is_free_for_calls_when_stuck() -> None:
+    """The one worker is inside blocking(): a job queued now calls the
+    callback (the server cuts the watch short with it), and runs once the
+    blocked job ends."""
+    stuck = threading.Event()
+    inside = threading.Event()
+    ran = threading.Event()
+
+    def waits() -> None:
+        with pool.blocking():
+            inside.set()
+            stuck.wait(WAIT)  # what the callback ends, as the watch would
+
+    with WakeOnDemandPool(1) as pool:
+        pool.when_stuck(stuck.set)
+        pool.execute(waits)
+        assert inside.wait(WAIT)
+        assert not stuck.is_set()
+        pool.execute(ran.set)
+        assert stuck.wait(WAIT)
+        assert ran.wait(WAIT)
+
+
+def test_a_standing_job_takes_no_room_and_is_never_refused() -> None:
+    """send_always queues past a full channel, and the others keep their room."""
+    channel: OnDemandChannel[str] = OnDemandChannel(1, receivers=1)
+    assert channel.try_send("job")
+    assert not channel.try_send("another")  # full
+    channel.send_always("watch")  # queued all the same
+    assert [channel.recv(), channel.recv()] == ["job", "watch"]
+    channel.send_always("watch")
+    assert channel.try_send("job")  # the standing one took no room
+    assert not channel.try_send("another")
+    channel.close()
+    with pytest.raises(ChannelClosedError):
+        channel.send_always("watch")

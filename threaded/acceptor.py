@@ -5,7 +5,8 @@ socket pair and the parked connections (see :mod:`threaded.parking`). It
 accepts (the listener defers that until a request's first bytes are in, on
 Linux), reads what came and hands the new connection straight to the pool;
 it enforces the idle and header deadlines with the select timeout, and hands
-a parked connection to the pool when it has bytes to read.
+a parked connection to the pool when it has bytes to read (unless a worker
+watches them: the leader parking).
 """
 
 from __future__ import annotations
@@ -19,16 +20,20 @@ import time
 from typing import TYPE_CHECKING
 
 from common.errors import RequestTimeout
-from common.runtime.tcp import DONTWAIT, RECV_SIZE
+from common.runtime.tcp import DONTWAIT, RECV_SIZE, readable
+from threaded.client import Client
 from threaded.lingering import LingeringCloses
 from threaded.listener import ACCEPT_PAUSE, RESOURCE_ERRORS, Listener
-from threaded.parking import Client, SelectorParking, parking_for
+from threaded.parking import ParkingKind, SelectorParking, parking_for
 from threaded.writing import Afterwards, Writers
 
 if TYPE_CHECKING:
     from threaded.server import ThreadedServer
 
 logger = logging.getLogger("threaded.server")
+
+Deadlines = dict[Client, tuple[float, int]]
+"""Parked clients: the deadline of each one's stay, and which stay it is."""
 
 ACCEPT_BATCH = 64
 """Connections accepted per readiness event, so accepting cannot starve the rest."""
@@ -41,7 +46,7 @@ class Acceptor:
     """Accepting, parking and deadlines, for one :class:`ThreadedServer`."""
 
     def __init__(
-        self, server: ThreadedServer, listener: Listener, *, oneshot: bool
+        self, server: ThreadedServer, listener: Listener, parking: ParkingKind
     ) -> None:
         """Closes ``listener`` if it fails."""
         self._server = server
@@ -62,7 +67,7 @@ class Acceptor:
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         try:
             self.parking: SelectorParking = parking_for(
-                self._selector, self.wake, oneshot=oneshot
+                self._selector, self.wake, parking
             )
         except OSError:
             for sock in (listener, self._wake_r, self.wake_w):
@@ -76,11 +81,13 @@ class Acceptor:
             self._written,
             server.close_connection,
         )
-        # Parked clients and their deadlines. Idle ones share one timeout, so
+        # Parked clients, their deadlines and the stay (``parks``) each is
+        # for: a worker may claim and re-park one unseen, and the old
+        # deadline must not close it. Idle ones share one timeout, so
         # insertion order is deadline order and expiry only looks at the
         # front; partial heads keep their own deadline.
-        self._idle: dict[Client, float] = {}
-        self._partial: dict[Client, float] = {}
+        self._idle: Deadlines = {}
+        self._partial: Deadlines = {}
         self._next_idle_check = math.inf
         self._next_partial_check = math.inf
         self._accept_resume = math.inf
@@ -139,13 +146,13 @@ class Acceptor:
             events = selector.select(timeout)
             now = time.monotonic()
             if not parking.wakes_acceptor and parking.has_returns:
-                self._track_all(parking.take_back(), now)
+                self._take_back(now)
             for key, _ in events:
                 if key.fileobj is listener:
                     self._accept(now)
                 elif key.fileobj is self._wake_r:
                     self._drain_wake()
-                    self._track_all(parking.take_back(), now)
+                    self._take_back(now)
                     self.closes.take(now)
                     self.writers.take(now)
                 elif self.closes.owns(key.data):
@@ -205,17 +212,16 @@ class Acceptor:
         else the longest-parked incomplete head (408). False if there is none:
         every connection is busy, and the newcomer gets 503. So clients that
         hold connections open doing nothing cannot lock users out."""
-        self._track_all(self.parking.take_back(), now)  # the latest hand-backs
-        if self._idle:
-            client = next(iter(self._idle))
-            self._unpark(client)
-            self._server.close_connection(client)
-            return True
-        if self._partial:
-            client = next(iter(self._partial))
-            self._unpark(client)
-            self._server.reject(client, client.http.fail(RequestTimeout()))
-            return True
+        self._take_back(now)  # the latest hand-backs
+        idle, partial = self._idle, self._partial
+        while idle:
+            if self._claim(client := next(iter(idle)), idle):
+                self._server.close_connection(client)
+                return True
+        while partial:
+            if self._claim(client := next(iter(partial)), partial):
+                self._server.reject(client, client.http.fail(RequestTimeout()))
+                return True
         return False
 
     # -- parking and deadlines ------------------------------------------------------
@@ -227,26 +233,42 @@ class Acceptor:
         else:
             self._server.close_connection(client)
 
-    def _track_all(self, clients: list[Client], now: float) -> None:
-        for client in clients:
+    def _take_back(self, now: float) -> None:
+        """Note what workers did with parked connections: those they claimed
+        lose their deadline, those they handed back get a new one."""
+        for client in self.parking.take_claimed():
+            self._forget(client)
+        for client in self.parking.take_back():
             self._track(client, now)
 
     def _track(self, client: Client, now: float) -> None:
-        """Give a parked connection its deadline."""
+        """Give a parked connection its deadline (for this stay)."""
+        self._forget(client)  # a deadline of an earlier stay, never claimed
         started = client.request_started
         if started is None:
             deadline = now + self._keep_alive
-            self._idle[client] = deadline
+            self._idle[client] = (deadline, client.parks)
             self._next_idle_check = min(self._next_idle_check, deadline)
         else:
             deadline = started + self._header_timeout
-            self._partial[client] = deadline
+            self._partial[client] = (deadline, client.parks)
             self._next_partial_check = min(self._next_partial_check, deadline)
 
-    def _unpark(self, client: Client) -> None:
-        self.parking.unpark(client)
+    def _forget(self, client: Client) -> None:
         if self._idle.pop(client, None) is None:
             self._partial.pop(client, None)
+
+    def _claim(self, client: Client, deadlines: Deadlines) -> bool:
+        """Take ``client`` off ``deadlines`` and out of the parking, to close
+        it. False if a worker has it now, or if its next request came while no
+        worker watched (then it is served instead)."""
+        _, stay = deadlines.pop(client)
+        if not self.parking.claim(client, stay):
+            return False
+        if readable(client.sock):
+            self._server.dispatch(client)
+            return False
+        return True
 
     def _written(self, client: Client, afterwards: Afterwards, now: float) -> None:
         """A connection's answers are all sent: park it, or close it."""
@@ -256,8 +278,9 @@ class Acceptor:
             self._server.finish(client, afterwards)
 
     def _dispatch(self, client: Client) -> None:
-        """Bytes arrived on a parked connection: off to a worker."""
-        self._unpark(client)
+        """Bytes arrived on a parked connection it watches: off to a worker."""
+        self.parking.unpark(client)
+        self._forget(client)
         self._server.dispatch(client)
 
     def _drain_wake(self) -> None:
@@ -272,21 +295,23 @@ class Acceptor:
         idle = self._idle
         # One shared timeout: the expired ones are all at the front.
         while idle:
-            client, deadline = next(iter(idle.items()))
+            deadline, _ = next(iter(idle.values()))
             if deadline > now:
                 self._next_idle_check = deadline
                 break
-            self._unpark(client)
-            server.close_connection(client)
+            if self._claim(client := next(iter(idle)), idle):
+                server.close_connection(client)
         else:
             self._next_idle_check = math.inf
 
+        partial = self._partial
         if now >= self._next_partial_check:
-            expired = [c for c, d in self._partial.items() if d <= now]
-            for client in expired:
-                self._unpark(client)
-                server.reject(client, client.http.fail(RequestTimeout()))
-            self._next_partial_check = min(self._partial.values(), default=math.inf)
+            for client in [c for c, (d, _) in partial.items() if d <= now]:
+                if self._claim(client, partial):
+                    server.reject(client, client.http.fail(RequestTimeout()))
+            self._next_partial_check = min(
+                (deadline for deadline, _ in partial.values()), default=math.inf
+            )
 
         self.writers.expire(now)
 
@@ -307,19 +332,16 @@ class Acceptor:
         for client, afterwards in self.writers.stop():
             server.write_in_worker(client, afterwards)  # with the rest, if room
         now = time.monotonic()
-        self._track_all(parking.take_back(), now)
+        self._take_back(now)
         self._accept_backlog(now)
         self.listener.close()  # new connections are refused from here on
         # A parked connection whose request has already arrived is answered
         # (with Connection: close): its client sent it before we stopped.
-        ready = set(parking.ready(self._selector.select(0)))
-        for client in [*self._idle, *self._partial]:
-            if client in ready:
-                self._dispatch(client)
-            else:
-                server.close_connection(client, linger=True)
-        self._idle.clear()
-        self._partial.clear()
+        # (The claim serves those; a connection a worker has, it closes.)
+        for deadlines in (self._idle, self._partial):
+            for client in list(deadlines):
+                if self._claim(client, deadlines):
+                    server.close_connection(client, linger=True)
         self._selector.close()
         parking.release()
 

@@ -25,7 +25,7 @@ from common.routes import Pages, Router
 from common.runtime.cli import Options
 from common.runtime.logs import AccessLog, client_name
 from common.runtime.tcp import RECV_SIZE, send_once, sleep_unless_departed
-from threaded.parking import Client
+from threaded.client import Client
 from threaded.writing import Afterwards, send_now
 
 logger = logging.getLogger("threaded.server")

@@ -1,6 +1,7 @@
 """Where a keep-alive connection waits for its next bytes, costing no worker.
 
-Two ways, chosen when the server is made, behind one interface:
+Three ways, chosen when the server is made (:class:`ParkingKind`), behind
+one interface, the plain one first:
 
 * :class:`SelectorParking`, the portable one (gunicorn's gthread does the
   same): parked connections sit in the acceptor's selector, and only the
@@ -11,81 +12,32 @@ Two ways, chosen when the server is made, behind one interface:
   next bytes fire once and disarm it. The worker re-arms a connection itself
   (one ``epoll_ctl``) instead of waking the acceptor for a register and an
   unregister per request; the acceptor notes hand-backs when it next wakes.
+* :class:`LeaderParking` (Linux, the default): the same one-shot set, watched
+  by a free worker instead of the acceptor (leader/followers). The worker
+  that sees a connection's bytes passes the watch on and serves it itself:
+  one thread wake-up per request, not the acceptor's and then a worker's.
+
+Whoever takes a connection out of the parking (its bytes came, a deadline
+passed, the server is stopping) claims it first (:meth:`SelectorParking.claim`),
+so that only one does, now that it can be a worker as well as the acceptor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import select
 import selectors
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from enum import StrEnum
 
-from common.connection import HttpConnection
-from common.runtime.logs import client_name
+from threaded.client import Client
 
 ONESHOT_AVAILABLE = hasattr(select, "epoll")
 _ONESHOT_READ = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLONESHOT", 0)
 
 Events = list[tuple[selectors.SelectorKey, int]]
-
-
-class Client:
-    """One accepted connection: its socket, its protocol state, its deadline.
-
-    Only one thread touches a client at a time: the acceptor while it is
-    parked, the worker running its job otherwise; the hand-over goes through
-    the pool's channel one way and the locked hand-back the other, and both
-    give the next owner a consistent view.
-    """
-
-    __slots__ = (
-        "address",
-        "first",
-        "http",
-        "parked",
-        "request_started",
-        "sock",
-        "unsent",
-    )
-
-    def __init__(
-        self, sock: socket.socket, address: tuple[str, int], http: HttpConnection
-    ) -> None:
-        self.sock = sock
-        self.address = address
-        self.http = http
-        self.request_started: float | None = None
-        """``time.monotonic()`` when a still-incomplete request began, else None."""
-        self.first: bytes | None = None
-        """What the acceptor read before handing the new connection over."""
-        self.parked = False
-        """Waiting for its next bytes: set by whoever parks it, cleared by the
-        acceptor when it hands the connection to a worker."""
-        self.unsent: bytes | memoryview = b""
-        """Answers the socket could not take yet (see :mod:`threaded.writing`)."""
-
-    def name(self) -> str:
-        return client_name(self.address)
-
-
-@dataclass(frozen=True)
-class ServerStats:
-    """The threaded server's connections, counted (see ``ThreadedServer.stats``)."""
-
-    open: int
-    """Accepted and not yet closed."""
-    parked: int
-    """Waiting for their next bytes, costing no worker."""
-    busy: int
-    """With a worker (or on their way to or from one)."""
-    tracked: int
-    """Parked under an idle or head deadline the acceptor keeps."""
-    watched: int
-    """Registered in the one-shot epoll set (Linux)."""
-    writing: int
-    """Being sent the rest of their answers by the acceptor, costing no worker."""
 
 
 class SelectorParking:
@@ -118,12 +70,21 @@ class SelectorParking:
         """Watch a connection for its next bytes (acceptor only)."""
         self._selector.register(client.sock, selectors.EVENT_READ, client)
         client.parked = True
+        client.parks += 1
         return True
 
     def unpark(self, client: Client) -> None:
         """Stop watching it: its bytes came, or it is closing (acceptor only)."""
         client.parked = False
         self._selector.unregister(client.sock)
+
+    def claim(self, client: Client, stay: int) -> bool:
+        """Take a connection out of the parking, to close or serve it: False
+        if it is no longer parked for the ``stay`` (its ``parks``) meant."""
+        if not client.parked or client.parks != stay:
+            return False
+        self.unpark(client)
+        return True
 
     def hand_back(self, client: Client) -> bool:
         """A worker returns a connection; False once closed (close it then)."""
@@ -136,6 +97,10 @@ class SelectorParking:
         if wake:
             self._wake()
         return True
+
+    def take_claimed(self) -> list[Client]:
+        """Parked connections workers took since last asked (none here)."""
+        return []
 
     def take_back(self) -> list[Client]:
         """Park what workers handed back; the connections to give deadlines."""
@@ -155,6 +120,9 @@ class SelectorParking:
     def forget(self, client: Client) -> None:
         """A connection is closing (whoever owns it)."""
 
+    def interrupt(self) -> None:
+        """No worker waits in this parking (see :class:`LeaderParking`)."""
+
     def close(self) -> None:
         """Take no more hand-backs: from now on workers close instead."""
         with self._lock:
@@ -168,12 +136,15 @@ class OneShotParking(SelectorParking):
     """Parked connections in a one-shot epoll set the workers re-arm (Linux)."""
 
     wakes_acceptor = False
+    watched_by_acceptor = True
+    """The set is nested in the acceptor's selector (else a worker watches it)."""
 
     def __init__(self, selector: selectors.BaseSelector, wake: Callable[[], None]):
         super().__init__(selector, wake)
         self._epoll = select.epoll()
         try:
-            selector.register(self._epoll.fileno(), selectors.EVENT_READ)
+            if self.watched_by_acceptor:
+                selector.register(self._epoll.fileno(), selectors.EVENT_READ)
         except OSError:
             self._epoll.close()
             raise
@@ -188,6 +159,7 @@ class OneShotParking(SelectorParking):
         first: the acceptor may take its bytes the moment it is armed. False
         if the set has no room (ENOSPC, ENOMEM): close it then."""
         client.parked = True
+        client.parks += 1
         fd = client.sock.fileno()
         watched = self._by_fd.get(fd) is client
         try:
@@ -204,7 +176,11 @@ class OneShotParking(SelectorParking):
         return True
 
     def unpark(self, client: Client) -> None:
-        client.parked = False  # disarmed already by its event
+        client.parked = False  # disarmed already by its event, or closing
+
+    def claim(self, client: Client, stay: int) -> bool:
+        with self._lock:  # a worker may be parking it, or claiming it
+            return super().claim(client, stay)
 
     def hand_back(self, client: Client) -> bool:
         """The worker arms it itself; the acceptor only gives it its deadline
@@ -236,10 +212,104 @@ class OneShotParking(SelectorParking):
         self._epoll.close()  # workers arm nothing once the parking is closed
 
 
+class LeaderParking(OneShotParking):
+    """The one-shot set, watched by a free worker: leader/followers (Linux).
+
+    The worker holding the watch (the server's ``watch`` job) blocks in
+    :meth:`wait`; a connection's bytes wake that worker alone, and it serves
+    them after passing the watch on, so the acceptor relays nothing. The
+    watch gives way (:meth:`interrupt`) when a queued job finds every worker
+    busy, and ends when the parking closes.
+    """
+
+    watched_by_acceptor = False
+
+    def __init__(self, selector: selectors.BaseSelector, wake: Callable[[], None]):
+        super().__init__(selector, wake)
+        # A byte here ends the current wait. The lock is held while waiting,
+        # so that release() never closes the set under a waiting worker.
+        self._watching = threading.Lock()
+        try:
+            self._interrupt_r, self._interrupt_w = socket.socketpair()
+        except OSError:
+            self._epoll.close()
+            raise
+        for end in (self._interrupt_r, self._interrupt_w):
+            end.setblocking(False)
+        self._epoll.register(self._interrupt_r.fileno(), select.EPOLLIN)
+        self._claimed: list[Client] = []  # by the watch, under the lock
+
+    @property
+    def has_returns(self) -> bool:
+        return bool(self._returned or self._claimed)  # peeks, as above
+
+    def take_claimed(self) -> list[Client]:
+        with self._lock:
+            claimed, self._claimed = self._claimed, []
+        return claimed
+
+    def wait(self) -> Client | None:
+        """Block until a parked connection's bytes come, and claim it; None
+        once interrupted or closed. One worker at a time (the watch's)."""
+        interrupt = self._interrupt_r.fileno()
+        with self._watching:
+            while not self._closed:
+                for fd, _ in self._epoll.poll(-1, 1):  # one: the rest stay ready
+                    if fd == interrupt:
+                        self._drain_interrupts()
+                        return None
+                    client = self._by_fd.get(fd)
+                    if client is not None and self._claim_ready(client):
+                        return client
+        return None
+
+    def _claim_ready(self, client: Client) -> bool:
+        with self._lock:
+            if not client.parked:  # claimed by the acceptor (to close it)
+                return False
+            client.parked = False
+            self._claimed.append(client)  # its deadline goes (take_claimed)
+            return True
+
+    def interrupt(self) -> None:
+        """End the current (or the next) wait: from any thread."""
+        # Full means one is pending already; closed means we are done.
+        with contextlib.suppress(OSError):
+            self._interrupt_w.send(b"\0")
+
+    def _drain_interrupts(self) -> None:
+        with contextlib.suppress(OSError):
+            self._interrupt_r.recv(4096)
+
+    def close(self) -> None:
+        super().close()
+        self.interrupt()
+
+    def release(self) -> None:
+        self.close()  # wakes the waiting worker, and stops any other
+        with self._watching:  # it has left
+            super().release()
+            self._interrupt_r.close()
+            self._interrupt_w.close()
+
+
+class ParkingKind(StrEnum):
+    """Which parking a threaded server uses (see the module's docstring)."""
+
+    SELECTOR = "selector"
+    ONESHOT = "oneshot"
+    LEADER = "leader"
+
+
+DEFAULT_PARKING = ParkingKind.LEADER if ONESHOT_AVAILABLE else ParkingKind.SELECTOR
+
+
 def parking_for(
-    selector: selectors.BaseSelector, wake: Callable[[], None], *, oneshot: bool
+    selector: selectors.BaseSelector, wake: Callable[[], None], kind: ParkingKind
 ) -> SelectorParking:
-    """The parking the server was asked for: one-shot epoll where available."""
-    if oneshot:
+    """The parking the server was asked for."""
+    if kind is ParkingKind.LEADER:
+        return LeaderParking(selector, wake)
+    if kind is ParkingKind.ONESHOT:
         return OneShotParking(selector, wake)
     return SelectorParking(selector, wake)

@@ -124,7 +124,7 @@ class Channel(Generic[T]):
             while True:
                 if self._closed:
                     raise ChannelClosedError("send on a closed channel")
-                if self.capacity is None or len(self._items) < self.capacity:
+                if not self._full():
                     self._push(item)
                     return True
                 self._senders_waiting += 1
@@ -147,7 +147,7 @@ class Channel(Generic[T]):
         with self._lock:
             if self._closed:
                 raise ChannelClosedError("send on a closed channel")
-            if self.capacity is not None and len(self._items) >= self.capacity:
+            if self._full():
                 return False
             self._push(item)
             return True
@@ -170,14 +170,18 @@ class Channel(Generic[T]):
                     return None
                 self._wait_for_items()
             item = items.popleft()
-            self._taken()
+            self._taken(item)
             return item
 
     def _wait_for_items(self) -> None:
         """Sleep until an item is sent or the channel closes (lock held)."""
         self._not_empty.wait()
 
-    def _taken(self) -> None:
+    def _full(self) -> bool:
+        """No room for another item (lock held)."""
+        return self.capacity is not None and len(self._items) >= self.capacity
+
+    def _taken(self, item: T) -> None:
         """An item was just taken: room for a waiting sender (lock held)."""
         if self._senders_waiting:
             self._not_full.notify()

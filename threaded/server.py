@@ -9,7 +9,9 @@ runs :meth:`ThreadedServer.handle_connection`: read, feed the sans-I/O core,
 answer every complete request (sleeping for ``/sleep``, holding the worker
 as in the book; :mod:`threaded.answering`, shared with ``--spawn``), then
 hand the connection back, or close it. So an idle or slow client costs a
-descriptor, never a worker; only ``/sleep`` holds one.
+descriptor, never a worker; only ``/sleep`` holds one. On Linux a free
+worker watches the parked connections itself (:meth:`ThreadedServer.watch`,
+leader/followers), and the acceptor relays none of their requests.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from common.runtime.signals import stop_signals_blocked
 from common.runtime.tcp import DONTWAIT, RECV_SIZE
 from threaded.acceptor import Acceptor
 from threaded.answering import Answering
+from threaded.client import Client, ServerStats
 from threaded.listener import open_listener
-from threaded.parking import ONESHOT_AVAILABLE, Client, ServerStats
-from threaded.pool import PoolCreationError
+from threaded.parking import DEFAULT_PARKING, LeaderParking, ParkingKind
+from threaded.pool import PoolCreationError, PoolShutDownError
 from threaded.wake import WakeOnDemandPool
 from threaded.writing import Afterwards, send_rest_here
 
@@ -43,7 +46,7 @@ class ThreadedServer(Answering):
     All its state is its own (no globals). It binds and starts its workers
     at once (``OSError``, :class:`~threaded.pool.PoolCreationError`);
     :meth:`serve_forever` runs until :meth:`request_stop`, then shuts down
-    gracefully. ``oneshot`` chooses the parking.
+    gracefully. ``parking`` chooses where keep-alive connections wait.
     """
 
     def __init__(
@@ -51,7 +54,7 @@ class ThreadedServer(Answering):
         options: Options,
         sock: socket.socket | None = None,
         *,
-        oneshot: bool = ONESHOT_AVAILABLE,
+        parking: ParkingKind = DEFAULT_PARKING,
     ) -> None:
         super().__init__(options)
         # Every open client (the acceptor adds, whoever closes discards;
@@ -61,13 +64,14 @@ class ThreadedServer(Answering):
         self.host = shown_host(options.host, sock)
         listener = open_listener(options, sock)
         self.port: int = listener.getsockname()[1]
-        self._acceptor = Acceptor(self, listener, oneshot=oneshot)
+        self._acceptor = Acceptor(self, listener, parking)
         try:
             with stop_signals_blocked():  # the workers inherit the mask
                 self.pool = WakeOnDemandPool.build(options.workers, options.queue_size)
         except PoolCreationError:
             self._acceptor.close()
             raise
+        self.pool.when_stuck(self._acceptor.parking.interrupt)
 
     # -- public -------------------------------------------------------------
 
@@ -112,6 +116,7 @@ class ThreadedServer(Answering):
         accepting, close idle connections, let every request already received
         finish (with ``Connection: close``) within ``--shutdown-timeout``."""
         try:
+            self._pass_the_watch()
             self._acceptor.run()
         finally:
             self._shut_down()
@@ -223,6 +228,26 @@ class ThreadedServer(Answering):
             self.finish(client, afterwards)
         else:
             self.close_connection(client)
+
+    def watch(self) -> None:
+        """Leader/followers: the job of the one worker that watches the parked
+        connections. It waits for one's next bytes, passes the watch on (to
+        the next free worker: usually itself, once done) and serves them: one
+        thread woken per request, where the acceptor would relay it to a
+        second. It gives way to a job no other worker is free for."""
+        parking = self._acceptor.parking
+        assert isinstance(parking, LeaderParking)
+        with self.pool.blocking():  # so that queued jobs wake other workers
+            client = parking.wait()
+        self._pass_the_watch()
+        if client is not None:
+            self.handle_connection(client)
+
+    def _pass_the_watch(self) -> None:
+        watched = isinstance(self._acceptor.parking, LeaderParking)
+        if watched and not self.stop_requested:
+            with contextlib.suppress(PoolShutDownError):
+                self.pool.execute_always(self.watch)  # the only one: never refused
 
     def _blocking(self) -> contextlib.AbstractContextManager[None]:
         return self.pool.blocking()  # the pool wakes another worker meanwhile

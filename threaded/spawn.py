@@ -34,8 +34,8 @@ from common.runtime.logs import url
 from common.runtime.signals import stop_signals_blocked
 from common.runtime.tcp import RECV_SIZE
 from threaded.answering import Answering
+from threaded.client import Client
 from threaded.listener import ACCEPT_PAUSE, RESOURCE_ERRORS, open_listener
-from threaded.parking import Client
 from threaded.writing import Afterwards, send_rest_here
 
 logger = logging.getLogger("threaded.server")

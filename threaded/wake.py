@@ -9,16 +9,27 @@ take it soon: every awake one is inside :meth:`WakeOnDemandPool.blocking` (a
 job that waits — the book's ``/sleep`` — says so), or the queue has not moved
 for :data:`STALL_SECONDS` (a job that waits without saying so). The README's
 performance section has the measurements.
+
+A job queued while every awake worker is inside ``blocking()`` and none
+sleeps calls the pool's ``when_stuck`` callback: a worker whose wait can be
+cut short (the watch over parked connections, :mod:`threaded.parking`) then
+gives way to the job.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from threaded.pool import Channel, Job, ThreadPool
+from threaded.pool import (
+    Channel,
+    ChannelClosedError,
+    Job,
+    PoolShutDownError,
+    ThreadPool,
+)
 
 __all__ = ["STALL_SECONDS", "OnDemandChannel", "WakeOnDemandPool"]
 
@@ -45,11 +56,28 @@ class OnDemandChannel(Channel[T]):
         self._woken = 0
         self._blocked = 0
         self._last_taken = time.monotonic()
+        self._standing: T | None = None  # queued by send_always
+        self.when_stuck: Callable[[], None] = _nothing
+        """Called (lock held: it must be quick) when an item is queued and no
+        receiver is free or asleep to take it."""
+
+    def send_always(self, item: T) -> None:
+        """Queue ``item`` even when the channel is full, and take no room from
+        the others: for a standing job (one at a time), which must never be
+        refused and must never make another refused."""
+        with self._lock:
+            if self._closed:
+                raise ChannelClosedError("send on a closed channel")
+            self._standing = item
+            self._push(item)
 
     def _push(self, item: T) -> None:
         self._items.append(item)
-        if self._sleeper_to_wake() and (self._none_free() or self._stalled()):
-            self._wake_one()
+        if self._sleeper_to_wake():
+            if self._none_free() or self._stalled():
+                self._wake_one()
+        elif self._none_free():
+            self.when_stuck()
 
     def _stalled(self) -> bool:
         """Items wait and none has been taken for a while (lock held)."""
@@ -63,9 +91,15 @@ class OnDemandChannel(Channel[T]):
         if self._woken:
             self._woken -= 1
 
-    def _taken(self) -> None:
+    def _full(self) -> bool:
+        queued = len(self._items) - (self._standing is not None)
+        return self.capacity is not None and queued >= self.capacity
+
+    def _taken(self, item: T) -> None:
         self._last_taken = time.monotonic()
-        super()._taken()
+        if item is self._standing:
+            self._standing = None
+        super()._taken(item)
 
     def _sleeper_to_wake(self) -> bool:
         """Items are queued and a receiver is asleep, not yet woken (lock held)."""
@@ -88,8 +122,11 @@ class OnDemandChannel(Channel[T]):
         will not be free to take them soon."""
         with self._lock:
             self._blocked += 1
-            if self._sleeper_to_wake() and self._none_free():
-                self._wake_one()
+            if self._none_free():
+                if self._sleeper_to_wake():
+                    self._wake_one()
+                elif self._items:
+                    self.when_stuck()
         try:
             yield
         finally:
@@ -114,6 +151,10 @@ class OnDemandChannel(Channel[T]):
             return STALL_SECONDS
 
 
+def _nothing() -> None:
+    pass
+
+
 class WakeOnDemandPool(ThreadPool):
     """The book's pool on an :class:`OnDemandChannel`. Its jobs must wrap long
     waits in :meth:`blocking`, or they hold up the queue for
@@ -126,6 +167,23 @@ class WakeOnDemandPool(ThreadPool):
 
     def blocking(self) -> contextlib.AbstractContextManager[None]:
         return self._sender.blocking()
+
+    def execute_always(self, job: Job) -> None:
+        """Queue ``job`` even when the queue is full (see ``send_always``).
+
+        Raises :class:`~threaded.pool.PoolShutDownError` after shutdown.
+        """
+        try:
+            self._sender.send_always(job)
+        except ChannelClosedError:
+            raise PoolShutDownError(
+                "execute() on a thread pool that was shut down"
+            ) from None
+
+    def when_stuck(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a queued job finds no worker free or
+        asleep (see the module's docstring)."""
+        self._sender.when_stuck = callback
 
     def nudge(self) -> float | None:
         return self._sender.nudge()

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from common.runtime.logs import DROPPED_FOR_WRITE_TIMEOUT
 from common.runtime.tcp import DONTWAIT, LAST_WORD, in_flight
-from threaded.parking import Client
+from threaded.client import Client
 
 logger = logging.getLogger("threaded.server")
 
