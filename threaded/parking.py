@@ -39,6 +39,11 @@ _ONESHOT_READ = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLONESHOT", 
 
 Events = list[tuple[selectors.SelectorKey, int]]
 
+NOTE_BATCH = 256
+"""One-shot parking: hand-backs (and claims) waiting for the acceptor wake it
+once they are this many. It notes them now and then anyway, but a long list
+noted at once holds the interpreter lock for milliseconds (see the README)."""
+
 
 class SelectorParking:
     """Parked connections in the acceptor's selector (portable)."""
@@ -189,6 +194,9 @@ class OneShotParking(SelectorParking):
             if self._closed or not self.park(client):
                 return False
             self._returned.append(client)
+            full = len(self._returned) == NOTE_BATCH
+        if full:
+            self._wake()
         return True
 
     def take_back(self) -> list[Client]:
@@ -269,7 +277,10 @@ class LeaderParking(OneShotParking):
                 return False
             client.parked = False
             self._claimed.append(client)  # its deadline goes (take_claimed)
-            return True
+            full = len(self._claimed) == NOTE_BATCH
+        if full:
+            self._wake()
+        return True
 
     def interrupt(self) -> None:
         """End the current (or the next) wait: from any thread."""
