@@ -290,8 +290,10 @@ def build_throughput_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="R",
         help="instead of as fast as it can, send R requests a second in all, "
-        "each on its schedule, latency counted from when it was due (the "
-        "coordinated-omission correction), and print p50/p99/p99.9/max at "
+        "each on its schedule; a request's latency is its answer's time plus "
+        "any time it was due while the server still held its connection (the "
+        "coordinated-omission correction; not the client's own lateness), "
+        "and print p50/p99/p99.9/max at "
         "that offered rate: pick R below the slowest compared server's peak "
         "(built-in client)",
     )
@@ -568,8 +570,8 @@ def _load_generator(
     if offered is not None:
         return (
             f"a fixed rate: {offered:g} requests a second over {connections} "
-            "connections, the built-in client, latency from each request's "
-            "scheduled send"
+            "connections, the built-in client, latency including the time "
+            "each request was due while the server held its connection"
         )
     if wrk is not None:
         plural = "s" if threads > 1 else ""

@@ -157,8 +157,8 @@ def tails_table(runs: Sequence[ThroughputRun], rate: float) -> str:
         f"{'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>8} {'max ms':>8}"
     )
     lines = [
-        f"Tails at {rate:g} requests a second offered (latency from each"
-        " request's scheduled send)",
+        f"Tails at {rate:g} requests a second offered (latency including any"
+        " time a request was due while the server held its connection)",
         "",
         head,
         "-" * len(head),
