@@ -11,16 +11,15 @@ watches them: the leader parking).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import selectors
-import socket
 import time
 from typing import TYPE_CHECKING
 
 from common.errors import RequestTimeout
 from common.runtime.tcp import DONTWAIT, RECV_SIZE, readable
+from common.runtime.wakeup import WakeUpPair
 from threaded.client import Client
 from threaded.lingering import LingeringCloses
 from threaded.listener import ACCEPT_PAUSE, RESOURCE_ERRORS, Listener
@@ -56,22 +55,21 @@ class Acceptor:
         self._header_timeout = options.header_timeout
         self._max_connections = options.connection_limit()
         try:
-            self._wake_r, self.wake_w = socket.socketpair()
+            self._wake = WakeUpPair()
         except OSError:
             listener.close()
             raise
-        self._wake_r.setblocking(False)
-        self.wake_w.setblocking(False)
+        self.wake_w = self._wake.writer
         self._selector = selectors.DefaultSelector()
         self._selector.register(listener, selectors.EVENT_READ)
-        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._selector.register(self._wake.reader, selectors.EVENT_READ)
         try:
             self.parking: SelectorParking = parking_for(
                 self._selector, self.wake, parking
             )
         except OSError:
-            for sock in (listener, self._wake_r, self.wake_w):
-                sock.close()
+            listener.close()
+            self._wake.close()
             self._selector.close()
             raise
         self.writers = Writers(
@@ -104,14 +102,12 @@ class Acceptor:
 
     def wake(self) -> None:
         """Wake the acceptor from select() (any thread, a signal handler too)."""
-        # Full means a wake-up is already pending; closed means we are done.
-        with contextlib.suppress(OSError):
-            self.wake_w.send(b"\0")
+        self._wake.ring()
 
     def close(self) -> None:
         """Release the sockets and the selector (a server that never ran)."""
-        for sock in (self.listener, self._wake_r, self.wake_w):
-            sock.close()
+        self.listener.close()
+        self._wake.close()
         self.parking.release()
         self._selector.close()
 
@@ -150,8 +146,8 @@ class Acceptor:
             for key, _ in events:
                 if key.fileobj is listener:
                     self._accept(now)
-                elif key.fileobj is self._wake_r:
-                    self._drain_wake()
+                elif key.fileobj is self._wake.reader:
+                    self._wake.clear()
                     self._take_back(now)
                     self.closes.take(now)
                     self.writers.take(now)
@@ -283,23 +279,17 @@ class Acceptor:
         self._forget(client)
         self._server.dispatch(client)
 
-    def _drain_wake(self) -> None:
-        # One read is enough: each wake-up is one byte, and any byte left
-        # over only causes one more wake-up.
-        with contextlib.suppress(OSError):
-            self._wake_r.recv(4096)
-
     def _expire(self, now: float) -> None:
         """Close idle connections past their deadline; 408 to stalled heads."""
         server = self._server
         idle = self._idle
         # One shared timeout: the expired ones are all at the front.
         while idle:
-            deadline, _ = next(iter(idle.values()))
+            client, (deadline, _) = next(iter(idle.items()))
             if deadline > now:
                 self._next_idle_check = deadline
                 break
-            if self._claim(client := next(iter(idle)), idle):
+            if self._claim(client, idle):
                 server.close_connection(client)
         else:
             self._next_idle_check = math.inf
@@ -359,5 +349,4 @@ class Acceptor:
             self._accept(now)
 
     def close_wake(self) -> None:
-        self._wake_r.close()
-        self.wake_w.close()
+        self._wake.close()

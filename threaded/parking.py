@@ -24,14 +24,13 @@ so that only one does, now that it can be a worker as well as the acceptor.
 
 from __future__ import annotations
 
-import contextlib
 import select
 import selectors
-import socket
 import threading
 from collections.abc import Callable
 from enum import StrEnum
 
+from common.runtime.wakeup import WakeUpPair
 from threaded.client import Client
 
 ONESHOT_AVAILABLE = hasattr(select, "epoll")
@@ -238,13 +237,11 @@ class LeaderParking(OneShotParking):
         # so that release() never closes the set under a waiting worker.
         self._watching = threading.Lock()
         try:
-            self._interrupt_r, self._interrupt_w = socket.socketpair()
+            self._interrupts = WakeUpPair()
         except OSError:
             self._epoll.close()
             raise
-        for end in (self._interrupt_r, self._interrupt_w):
-            end.setblocking(False)
-        self._epoll.register(self._interrupt_r.fileno(), select.EPOLLIN)
+        self._epoll.register(self._interrupts.reader.fileno(), select.EPOLLIN)
         self._claimed: list[Client] = []  # by the watch, under the lock
 
     @property
@@ -259,12 +256,12 @@ class LeaderParking(OneShotParking):
     def wait(self) -> Client | None:
         """Block until a parked connection's bytes come, and claim it; None
         once interrupted or closed. One worker at a time (the watch's)."""
-        interrupt = self._interrupt_r.fileno()
+        interrupt = self._interrupts.reader.fileno()
         with self._watching:
             while not self._closed:
                 for fd, _ in self._epoll.poll(-1, 1):  # one: the rest stay ready
                     if fd == interrupt:
-                        self._drain_interrupts()
+                        self._interrupts.clear()
                         return None
                     client = self._by_fd.get(fd)
                     if client is not None and self._claim_ready(client):
@@ -284,13 +281,7 @@ class LeaderParking(OneShotParking):
 
     def interrupt(self) -> None:
         """End the current (or the next) wait: from any thread."""
-        # Full means one is pending already; closed means we are done.
-        with contextlib.suppress(OSError):
-            self._interrupt_w.send(b"\0")
-
-    def _drain_interrupts(self) -> None:
-        with contextlib.suppress(OSError):
-            self._interrupt_r.recv(4096)
+        self._interrupts.ring()
 
     def close(self) -> None:
         super().close()
@@ -300,8 +291,7 @@ class LeaderParking(OneShotParking):
         self.close()  # wakes the waiting worker, and stops any other
         with self._watching:  # it has left
             super().release()
-            self._interrupt_r.close()
-            self._interrupt_w.close()
+            self._interrupts.close()
 
 
 class ParkingKind(StrEnum):

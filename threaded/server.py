@@ -72,6 +72,9 @@ class ThreadedServer(Answering):
             self._acceptor.close()
             raise
         self.pool.when_stuck(self._acceptor.parking.interrupt)
+        parked = self._acceptor.parking
+        self._watched = parked if isinstance(parked, LeaderParking) else None
+        """The parking a worker watches (leader/followers), if it is one."""
 
     # -- public -------------------------------------------------------------
 
@@ -235,17 +238,15 @@ class ThreadedServer(Answering):
         the next free worker: usually itself, once done) and serves them: one
         thread woken per request, where the acceptor would relay it to a
         second. It gives way to a job no other worker is free for."""
-        parking = self._acceptor.parking
-        assert isinstance(parking, LeaderParking)
+        assert self._watched is not None  # the watch is queued for no other
         with self.pool.blocking():  # so that queued jobs wake other workers
-            client = parking.wait()
+            client = self._watched.wait()
         self._pass_the_watch()
         if client is not None:
             self.handle_connection(client)
 
     def _pass_the_watch(self) -> None:
-        watched = isinstance(self._acceptor.parking, LeaderParking)
-        if watched and not self.stop_requested:
+        if self._watched is not None and not self.stop_requested:
             with contextlib.suppress(PoolShutDownError):
                 self.pool.execute_always(self.watch)  # the only one: never refused
 

@@ -33,6 +33,7 @@ from common.runtime.listener import shown_host
 from common.runtime.logs import url
 from common.runtime.signals import stop_signals_blocked
 from common.runtime.tcp import RECV_SIZE
+from common.runtime.wakeup import WakeUpPair
 from threaded.answering import Answering
 from threaded.client import Client
 from threaded.listener import ACCEPT_PAUSE, RESOURCE_ERRORS, open_listener
@@ -70,10 +71,9 @@ class SpawningServer(Answering):
         self._limit = options.connection_limit()
         # A byte on _wake wakes the accept loop (a signal, a stop request);
         # _stopping, written once at shutdown, tells every connection's thread.
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake = WakeUpPair()
         self._stopping_r, self._stopping_w = socket.socketpair()
-        for end in (self._wake_r, self._wake_w, self._stopping_w):
-            end.setblocking(False)
+        self._stopping_w.setblocking(False)
         # The live connections' threads: added here, each discards itself
         # (set.add and set.discard are atomic under the GIL).
         self._threads: set[threading.Thread] = set()
@@ -92,7 +92,7 @@ class SpawningServer(Answering):
     @property
     def wakeup_socket(self) -> socket.socket:
         """A byte written to it wakes the accept loop (a signal's, for one)."""
-        return self._wake_w
+        return self._wake.writer
 
     @property
     def open_connections(self) -> int:
@@ -102,32 +102,25 @@ class SpawningServer(Answering):
     def request_stop(self) -> None:
         """Begin a graceful shutdown; safe from any thread and a signal handler."""
         self.stop_requested = True
-        with contextlib.suppress(OSError):  # full: a wake-up is already due
-            self._wake_w.send(b"\0")
+        self._wake.ring()
 
     def serve_forever(self) -> None:
         """The book's ``for stream in listener.incoming() { thread::spawn(..) }``,
         until a stop is requested; then shut down gracefully."""
         try:
             while not self.stop_requested:
-                if self._wait_for(self._listener, self._wake_r) is _Woken.READABLE:
+                if self._wait_for(self._listener, self._wake.reader) is _Woken.READABLE:
                     self._accept()
                 else:
-                    with contextlib.suppress(OSError):
-                        self._wake_r.recv(4096)  # a wake-up; the loop checks why
+                    self._wake.clear()  # a wake-up; the loop checks why
         finally:
             self._shut_down()
 
     def close(self) -> None:
         """Release a server whose loop never ran (or leave a ``with`` block)."""
-        for sock in (
-            self._listener,
-            self._wake_r,
-            self._wake_w,
-            self._stopping_r,
-            self._stopping_w,
-        ):
+        for sock in (self._listener, self._stopping_r, self._stopping_w):
             sock.close()
+        self._wake.close()
 
     def __enter__(self) -> SpawningServer:
         return self
@@ -278,11 +271,12 @@ class SpawningServer(Answering):
             logger.warning(
                 "Requests still running after %.1f s; exiting anyway.", grace
             )
-            closing: tuple[socket.socket, ...] = (self._wake_r, self._wake_w)
+            closing: tuple[socket.socket, ...] = ()
         else:  # and the stop signal too, once no thread is left to read it
-            closing = (self._wake_r, self._wake_w, self._stopping_r, self._stopping_w)
+            closing = (self._stopping_r, self._stopping_w)
         for sock in closing:
             sock.close()
+        self._wake.close()
 
     def _accept_backlog(self) -> None:
         """Take in the connections queued on the listener (a bounded number):
