@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from asyncio_server.deadline import Deadline
 from common.connection import HttpConnection
+from common.runtime.listener import DEFER_ACCEPT_SECONDS
 from common.runtime.logs import DROPPED_FOR_WRITE_TIMEOUT, client_name
 from common.runtime.tcp import in_flight, readable
 
@@ -23,6 +24,12 @@ log = logging.getLogger("hello.asyncio")
 
 READ_SIZE = 65536
 """The most one read takes from a connection (bytes)."""
+FIRST_BYTES_GRACE = float(DEFER_ACCEPT_SECONDS)
+"""How long after it was accepted a connection that has sent nothing may
+still send its request once the server is stopping (seconds): its bytes may
+be on their way. The listener accepts at once (see
+:meth:`~asyncio_server.server.AsyncioServer.start`); this is the time the
+threaded edition's deferred accept would have held it for."""
 
 
 @dataclass(eq=False, slots=True)
@@ -43,10 +50,19 @@ class Client:
     """Waiting for the rest of a head, not for a new request."""
     sleeping: bool = False
     """Waiting out a reply's delay (``/sleep``)."""
+    new_until: float = 0.0
+    """Until then (the loop's clock) it is new and has sent nothing: see
+    :data:`FIRST_BYTES_GRACE`. 0 once its first bytes have come."""
 
     def started(self) -> int:
         """The start of an exchange for the access log (0: not logging, no clock)."""
         return time.perf_counter_ns() if self.name != "-" else 0
+
+    def stop_waiting_at(self, now: float) -> float:
+        """When a stopping server stops waiting for this connection's next
+        request: ``now``, or for a new one that has sent nothing, at the end
+        of its grace."""
+        return max(now, self.new_until)
 
     def has_input(self) -> bool:
         """Has the client sent bytes the loop has not yet read?"""
@@ -186,7 +202,9 @@ class Connections:
         """Track a new connection; not admitted when it is one too many (503)."""
         admitted = self._admitted < self._limit or self._shed()
         self._admitted += admitted
-        client = Client(writer, writer.transport, Deadline(self._loop), name, admitted)
+        loop = self._loop
+        client = Client(writer, writer.transport, Deadline(loop), name, admitted)
+        client.new_until = loop.time() + FIRST_BYTES_GRACE
         self._clients.add(client)
         return client
 

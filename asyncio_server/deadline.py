@@ -73,11 +73,12 @@ class Deadline:
         """The loop's clock ``seconds`` from now: an ``until`` for :meth:`wait`."""
         return self._loop.time() + seconds
 
-    def expire(self) -> None:
-        """End the wait in progress now (if any): the server is stopping, or
-        needs the connection's room."""
+    def expire(self, at: float = -math.inf) -> None:
+        """End the wait in progress (if any) now, or at ``at`` if that is
+        later and sooner than its deadline: the server is stopping, or needs
+        the connection's room."""
         if self._when != math.inf:
-            self._set(self._loop.time())
+            self._set(min(self._when, max(self._loop.time(), at)))
 
     def cancel(self) -> None:
         """The connection is over: drop the timer."""

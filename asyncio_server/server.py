@@ -30,7 +30,7 @@ from common.runtime.logs import (
     client_name,
     listening_message,
 )
-from common.runtime.tcp import cork, readable
+from common.runtime.tcp import LastReply, readable
 
 log = logging.getLogger("hello.asyncio")
 
@@ -146,7 +146,8 @@ class AsyncioServer:
                 head_by = math.inf
                 until = now + self.options.keep_alive_timeout
             if self.stopping and not client.has_input():
-                until = min(until, now)  # only what the loop has already read
+                # Only what the loop has already read (or a new client's first bytes).
+                until = min(until, client.stop_waiting_at(now))
             self._connections.waiting(client, partial=partial)
             try:
                 with client.deadline.until(until):
@@ -154,6 +155,7 @@ class AsyncioServer:
             except TimeoutError:  # the deadline passed, or the shutdown began
                 data = await self._last_read(client, reader, until)
             self._connections.done_waiting(client)
+            client.new_until = 0.0
             if data is None:
                 if conn.mid_request and not self.stopping:
                     self._write(client, conn.fail(RequestTimeout()), client.started())
@@ -197,7 +199,7 @@ class AsyncioServer:
         if not self.stopping:
             return None
         if not client.has_input():
-            until = min(until, self._loop.time())
+            until = min(until, client.stop_waiting_at(self._loop.time()))
         try:
             with client.deadline.until(until):
                 return await reader.read(READ_SIZE)
@@ -214,8 +216,11 @@ class AsyncioServer:
         closing = last or self.stopping or not exchange.keep_alive
         data = exchange.render(self.responder, closing=closing)
         if closing:
-            cork(writer.get_extra_info("socket"))  # the reply leaves with the FIN
-        writer.write(data)
+            ending = LastReply(writer.get_extra_info("socket"))
+            writer.write(data)
+            ending.send(written=not client.transport.get_write_buffer_size())
+        else:
+            writer.write(data)
         if started:
             self.access_log.record(client.name, exchange, len(data), started)
         if last:
@@ -256,10 +261,13 @@ class AsyncioServer:
         self.host = shown_host(self.options.host, self._sock)
         sockets = self._listener.sockets
         for sock in sockets:
-            # A stopping server closes the connections it takes in that have
-            # sent nothing; deferred, none is accepted with its request still
-            # on the way (see common.runtime.listener.defer_accept).
-            defer_accept(sock)
+            # Accept at once, even from the supervisor's deferred listener:
+            # the loop's accepting and the client's sending then overlap. A
+            # deferred accept saves this edition no work, and cost the
+            # tail at a fixed rate (README, tails); a new connection's
+            # request on its way at a shutdown is waited for instead
+            # (FIRST_BYTES_GRACE).
+            defer_accept(sock, seconds=0)
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.options.port
         self.loop_name = loop_name(loop)
         return self.port
@@ -311,7 +319,7 @@ class AsyncioServer:
             # Bytes on the socket that the loop has not read yet count as a
             # request received: that connection reads them and answers.
             if client.waiting and not client.has_input():
-                client.deadline.expire()
+                client.deadline.expire(at=client.new_until)
         if not await self._connections.wait_empty(self.options.shutdown_timeout):
             log.warning(
                 "Requests still running after %.1f s; exiting anyway.",

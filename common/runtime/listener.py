@@ -33,28 +33,27 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def defer_accept(listener: socket.socket) -> None:
+def defer_accept(listener: socket.socket, seconds: int = DEFER_ACCEPT_SECONDS) -> None:
     """Have ``accept()`` return a connection once its first bytes are here (Linux).
 
-    A client writes its request as soon as it is connected, so this costs it
-    nothing, and it gives both editions two things:
-
-    * Speed (threaded): the acceptor reads the request as it accepts and
-      hands the connection straight to a worker, instead of parking it in
-      the selector first (the README's performance section has the figures).
-    * No lost request at shutdown: a stopping server takes in its backlog
-      and closes the connections that have sent nothing; none of them is
-      one whose request is still on its way.
+    The threaded edition's choice: its acceptor reads the request as it
+    accepts and hands the connection straight to a worker, instead of
+    parking it in the selector first (the README's performance section has
+    the figures). And a stopping server that takes in its backlog and closes
+    the connections that have sent nothing closes none whose request is
+    still on its way.
 
     A connection that stays silent is accepted after about a second and then
     treated like any idle one (nginx offers the same as ``listen ...
-    deferred``). Elsewhere than Linux this is a no-op; a socket that refuses
-    the option (a Unix one, say) is left as it is.
+    deferred``). ``seconds=0`` turns it off: the asyncio edition accepts at
+    once (a socket from the supervisor comes deferred). Elsewhere than Linux
+    this is a no-op; a socket that refuses the option (a Unix one, say) is
+    left as it is.
     """
     option = getattr(socket, "TCP_DEFER_ACCEPT", None)
     if option is not None:
         with contextlib.suppress(OSError):
-            listener.setsockopt(socket.IPPROTO_TCP, option, DEFER_ACCEPT_SECONDS)
+            listener.setsockopt(socket.IPPROTO_TCP, option, seconds)
 
 
 SD_LISTEN_FDS_START = 3

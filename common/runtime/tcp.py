@@ -1,14 +1,14 @@
-"""The TCP tricks both shells use, each a small function with its reason."""
+"""The TCP tricks both shells use, each a small function (or class) with its reason."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import select
 import socket
 import struct
 import termios
 import time
+from _socket import socket as raw_socket
 
 _CORK = getattr(socket, "TCP_CORK", None)
 _OUTQ = getattr(termios, "TIOCOUTQ", None)  # SIOCOUTQ on a TCP socket (Linux)
@@ -37,18 +37,49 @@ def readable(fileobj: object) -> bool:
         return False
 
 
-def cork(sock: object) -> None:
-    """Hold what is written next until the socket is closed (Linux's TCP_CORK).
+class LastReply:
+    """A connection's last reply and our FIN, in one segment, sent at once.
 
-    The last reply before a close then leaves with the FIN, in one segment:
-    one packet fewer per ``Connection: close`` response. (The threaded
-    edition passes ``MSG_MORE`` to its last ``send`` instead; an asyncio
-    transport takes no flags.) A no-op where the option does not exist.
+    For a transport, which takes no ``MSG_MORE`` (the threaded edition's
+    way: :data:`LAST_WORD`). Made before the reply is written, it corks the
+    socket (Linux's ``TCP_CORK``), so the write is held; :meth:`send` then
+    shuts our side, which sends reply and FIN together — now, not when the
+    loop gets round to closing the socket after the streams' own callbacks
+    (a corked reply waited for that: the README's tails section). One packet
+    fewer per ``Connection: close`` response. Where there is no such option,
+    or no descriptor, it does nothing.
     """
-    setsockopt = getattr(sock, "setsockopt", None)
-    if setsockopt is not None and _CORK is not None:
-        with contextlib.suppress(OSError):
-            setsockopt(socket.IPPROTO_TCP, _CORK, 1)
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, sock: object) -> None:
+        self._handle: raw_socket | None = None
+        fileno = getattr(sock, "fileno", None)
+        if _CORK is None or fileno is None:
+            return
+        # A second socket object on the transport's descriptor, detached
+        # after use; the family given matters to neither call it makes.
+        handle = raw_socket(socket.AF_INET, socket.SOCK_STREAM, 0, fileno())
+        try:
+            handle.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
+        except OSError:  # not TCP (a Unix socket, say)
+            handle.detach()
+            return
+        self._handle = handle
+
+    def send(self, *, written: bool) -> None:
+        """Send the reply with our FIN now, if the transport has ``written``
+        all of it (else the close will, once it has); let go of the socket."""
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        try:
+            if written:
+                handle.shutdown(socket.SHUT_WR)
+        except OSError:  # the client has gone: the close cleans up
+            pass
+        finally:
+            handle.detach()
 
 
 def discard_input(sock: socket.socket) -> None:
