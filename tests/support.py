@@ -332,3 +332,8 @@ def exchange_raw(
 def without_date(raw: bytes) -> bytes:
     """The response bytes with every ``Date`` value blanked out."""
     return re.sub(rb"\r\nDate: [^\r]*\r\n", b"\r\nDate: -\r\n", raw)
+
+
+def thread_cpus(pid: int) -> list[set[int]]:
+    """The CPUs each thread of ``pid`` may run on (what ``taskset -p`` shows)."""
+    return [os.sched_getaffinity(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]

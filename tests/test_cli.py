@@ -38,6 +38,7 @@ def test_threaded_defaults() -> None:
         workers=4,
         queue_size=1024,
         loop=LoopChoice.AUTO,
+        one_cpu=True,
     )
 
 
@@ -47,6 +48,7 @@ def test_asyncio_defaults() -> None:
     assert options.loop is LoopChoice.AUTO
     assert options.sleep_seconds == 5.0
     assert options.edition is ASYNCIO
+    assert not options.one_cpu  # one thread: nothing to keep together
 
 
 def test_timeout_defaults_are_the_limits_defaults() -> None:
@@ -84,6 +86,7 @@ def test_timeout_defaults_are_the_limits_defaults() -> None:
         (THREADED, ["--workers", "1"], "workers", 1),
         (THREADED, ["--workers", "16"], "workers", 16),
         (THREADED, ["--queue-size", "8"], "queue_size", 8),
+        (THREADED, ["--no-one-cpu"], "one_cpu", False),
         (ASYNCIO, ["--loop", "asyncio"], "loop", LoopChoice.ASYNCIO),
         (ASYNCIO, ["--loop", "uvloop"], "loop", LoopChoice.UVLOOP),
         (ASYNCIO, ["--port=9000"], "port", 9000),

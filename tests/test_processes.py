@@ -29,6 +29,7 @@ from support import (
     RunningServer,
     connect,
     request,
+    thread_cpus,
     wait_for_count,
     without_date,
 )
@@ -138,6 +139,22 @@ def test_two_processes_share_one_port_and_both_serve(
     # The same bytes as one process would send: nothing added.
     assert without_date(replies[0].raw).startswith(b"HTTP/1.1 200 OK\r\n")
     assert "x-" not in "".join(replies[0].headers)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux's affinity")
+def test_each_threaded_child_keeps_to_a_cpu_of_its_own(
+    server_factory: ServerFactory,
+) -> None:
+    allowed = os.sched_getaffinity(0)
+    server = server_factory("threaded", "--processes", "2")
+    children = started_children(server, 2)
+    cpus = [thread_cpus(pid) for pid in children]
+    for threads in cpus:
+        assert all(len(each) == 1 and each == threads[0] for each in threads), cpus
+        assert threads[0] <= allowed
+    if len(allowed) >= 2:
+        assert cpus[0][0] != cpus[1][0], cpus
+    assert thread_cpus(server.process.pid)[0] == allowed  # the parent is not kept
 
 
 def test_a_killed_child_is_restarted_while_the_server_answers(

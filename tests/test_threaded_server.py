@@ -39,6 +39,7 @@ from support import (
     pipeline_without_reading,
     read_until_close,
     request,
+    thread_cpus,
     wait_for_count,
     wait_until,
 )
@@ -661,3 +662,20 @@ def test_answers_owed_to_a_slow_reader_at_shutdown_are_all_delivered() -> None:
                 assert len(statuses) <= 20_000
     assert len(statuses) > 1000  # more than one read's worth was owed
     assert set(statuses) == {200}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux's affinity")
+def test_the_server_keeps_its_threads_on_one_cpu(server_factory: ServerFactory) -> None:
+    """``--one-cpu``, the default: the acceptor and every worker on the same
+    single CPU (the pool's hand-offs then never cross CPUs: README,
+    Performance); ``--no-one-cpu`` leaves them where they were allowed."""
+    allowed = os.sched_getaffinity(0)
+    pinned = server_factory("threaded")
+    assert request(pinned.port, "/").status == 200
+    cpus = thread_cpus(pinned.process.pid)
+    assert len(cpus) >= 1 + 4, cpus  # the main thread and the four workers
+    assert all(len(each) == 1 and each == cpus[0] for each in cpus), cpus
+    assert cpus[0] <= allowed
+    free = server_factory("threaded", "--no-one-cpu")
+    assert request(free.port, "/").status == 200
+    assert all(each == allowed for each in thread_cpus(free.process.pid))

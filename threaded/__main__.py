@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from common.runtime.affinity import keep_to_one_cpu
 from common.runtime.cli import Edition, Options, parse_options
 from common.runtime.listener import handed_over
 from common.runtime.logs import (
@@ -37,6 +38,8 @@ def serve(options: Options, sock: socket.socket | None = None) -> int:
     traceback (the book unwraps both, A3 and F6).
     """
     raise_open_file_limit()  # each connection is a descriptor
+    if options.one_cpu:
+        keep_to_one_cpu()  # before any thread starts: they all inherit it
     if sock is None:  # --fd N, or systemd's socket activation
         sock = handed_over(options.fd)
     server: ThreadedServer | SpawningServer

@@ -81,6 +81,9 @@ class Options:
     binding (systemd's LISTEN_FDS does the same without the flag)."""
     spawn: bool = False
     """threaded: a thread per connection instead of the pool (Listing 21-11)."""
+    one_cpu: bool = False
+    """threaded: keep each server process on one CPU (``--one-cpu``, its
+    default there; see :mod:`common.runtime.affinity`)."""
 
     def connection_limit(self) -> int:
         """``--max-connections``, or by default what the open-file limit
@@ -277,6 +280,14 @@ def build_parser(edition: Edition) -> argparse.ArgumentParser:
             help="no pool: a new thread for each connection, as the book's"
             " Listing 21-11 (--max-connections bounds them)",
         )
+        add(
+            "--one-cpu",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="keep the server on one CPU (with --processes, each on its own):"
+            " its threads share one interpreter lock, so a second CPU only makes"
+            " every hand-off between them a cross-CPU wake-up",
+        )
     else:
         add(
             "--loop",
@@ -316,6 +327,7 @@ def parse_options(edition: Edition, argv: Sequence[str] | None = None) -> Option
         workers=int(getattr(args, "workers", WORKERS)),
         queue_size=int(getattr(args, "queue_size", QUEUE_SIZE)),
         spawn=spawn,
+        one_cpu=threaded and args.one_cpu,
         loop=LoopChoice.AUTO if threaded else LoopChoice(args.loop),
         processes=int(args.processes),
         fd=args.fd,

@@ -80,6 +80,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NoReturn
 
+from common.runtime.affinity import keep_to_one_cpu
 from common.runtime.cli import Options
 from common.runtime.listener import handed_over, listen, shown_host
 from common.runtime.logs import configure_logging, listening_message, url
@@ -261,6 +262,8 @@ class Supervisor:
             self._due[slot] = time.monotonic() + delay
             return
         if pid == 0:
+            if self.options.one_cpu:  # each child on a CPU of its own
+                keep_to_one_cpu(slot)
             if self._fresh:
                 self._exec_child(mask)
             self._child(mask)
