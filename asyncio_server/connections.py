@@ -172,6 +172,9 @@ class Client:
         """Flush and close; a client that will not take the flush is aborted."""
         writer = self.writer
         writer.close()  # once what is buffered has gone
+        if not self.transport.get_write_buffer_size():  # all sent: no wait
+            self.deadline.cancel()
+            return
         try:
             if not await self._while_taking(writer.wait_closed, write_timeout):
                 writer.transport.abort()

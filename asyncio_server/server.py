@@ -216,7 +216,7 @@ class AsyncioServer:
         closing = last or self.stopping or not exchange.keep_alive
         data = exchange.render(self.responder, closing=closing)
         if closing:
-            ending = LastReply(writer.get_extra_info("socket"))
+            ending = LastReply(client.transport.get_extra_info("socket"))
             writer.write(data)
             ending.send(written=not client.transport.get_write_buffer_size())
         else:
