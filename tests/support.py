@@ -337,3 +337,11 @@ def without_date(raw: bytes) -> bytes:
 def thread_cpus(pid: int) -> list[set[int]]:
     """The CPUs each thread of ``pid`` may run on (what ``taskset -p`` shows)."""
     return [os.sched_getaffinity(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+def sleep_started(edition: str) -> str:
+    """The debug line each edition logs once a ``/sleep`` request is under way
+    (not the pool's "got a job": the threaded edition's watch is a job too)."""
+    if edition == "asyncio":
+        return r"'GET /sleep HTTP/1\.1' sleeps"
+    return r"worker-\d+ sleeps [\d.]+ s for "

@@ -42,6 +42,7 @@ from support import (
     count_lines,
     free_port,
     request,
+    sleep_started,
     wait_for_count,
 )
 
@@ -190,13 +191,6 @@ def backends(
     server_factory: ServerFactory, edition: str, *args: str
 ) -> tuple[RunningServer, RunningServer]:
     return (server_factory(edition, *args), server_factory(edition, *args))
-
-
-def sleep_started(edition: str) -> str:
-    """The debug line each edition logs once a request is under way."""
-    if edition == "asyncio":
-        return r"'GET /sleep HTTP/1\.1' sleeps"
-    return r"Worker \d+ got a job; executing\."
 
 
 HELLO = r'"GET / HTTP/1\.1" 200 '

@@ -29,6 +29,7 @@ from support import (
     RunningServer,
     connect,
     request,
+    sleep_started,
     thread_cpus,
     wait_for_count,
     without_date,
@@ -65,13 +66,6 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-def sleep_started(edition: str) -> str:
-    """The debug line each edition logs once a /sleep request is under way."""
-    if edition == "asyncio":
-        return r"'GET /sleep HTTP/1\.1' sleeps"
-    return r"Worker \d+ got a job; executing\."
 
 
 # -- the command line and the pure helpers --------------------------------------------
