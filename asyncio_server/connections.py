@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -43,6 +44,9 @@ class Client:
     name: str
     admitted: bool
     """Counted against --max-connections (refused ones are not)."""
+    new_until: float
+    """Until then (the loop's clock) it is new and has sent nothing: see
+    :data:`FIRST_BYTES_GRACE`. 0 once its first bytes have come."""
     waiting: bool = False
     """Waiting for a request (or the rest of its head): shutdown may close
     it, and so may a newcomer at the connection limit."""
@@ -50,9 +54,6 @@ class Client:
     """Waiting for the rest of a head, not for a new request."""
     sleeping: bool = False
     """Waiting out a reply's delay (``/sleep``)."""
-    new_until: float = 0.0
-    """Until then (the loop's clock) it is new and has sent nothing: see
-    :data:`FIRST_BYTES_GRACE`. 0 once its first bytes have come."""
 
     def started(self) -> int:
         """The start of an exchange for the access log (0: not logging, no clock)."""
@@ -60,8 +61,11 @@ class Client:
 
     def stop_waiting_at(self, now: float) -> float:
         """When a stopping server stops waiting for this connection's next
-        request: ``now``, or for a new one that has sent nothing, at the end
-        of its grace."""
+        request: never while bytes it sent wait unread (a request received),
+        else ``now``, or for a new one that has sent nothing, at the end of
+        its grace."""
+        if self.has_input():
+            return math.inf
         return max(now, self.new_until)
 
     def has_input(self) -> bool:
@@ -172,11 +176,10 @@ class Client:
         """Flush and close; a client that will not take the flush is aborted."""
         writer = self.writer
         writer.close()  # once what is buffered has gone
-        if not self.transport.get_write_buffer_size():  # all sent: no wait
-            self.deadline.cancel()
-            return
         try:
-            if not await self._while_taking(writer.wait_closed, write_timeout):
+            # All sent, the usual case: no wait, and no coroutine made for one.
+            left = self.transport.get_write_buffer_size()
+            if left and not await self._while_taking(writer.wait_closed, write_timeout):
                 writer.transport.abort()
         except OSError:
             pass  # it went away by itself
@@ -206,8 +209,9 @@ class Connections:
         admitted = self._admitted < self._limit or self._shed()
         self._admitted += admitted
         loop = self._loop
-        client = Client(writer, writer.transport, Deadline(loop), name, admitted)
-        client.new_until = loop.time() + FIRST_BYTES_GRACE
+        new_until = loop.time() + FIRST_BYTES_GRACE
+        deadline = Deadline(loop)
+        client = Client(writer, writer.transport, deadline, name, admitted, new_until)
         self._clients.add(client)
         return client
 

@@ -37,8 +37,12 @@ log = logging.getLogger("hello.asyncio")
 BATCH = 32
 """Pipelined requests answered before the loop serves other connections."""
 SETTLE_ROUNDS = 3
-"""Loop iterations a stopping server waits, after taking in the listener's
-backlog, for the connections accepted last to be set up (see _accept_backlog)."""
+"""Loop iterations a stopping server waits after taking in the listener's
+backlog. A connection accepted last is set up over the next ones (its
+``connection_made``, then its handler's task; asyncio's own loop makes the
+transport in a task first, and from 3.12 on drops the connection if the
+server is closed by then). Until its handler runs the server does not count
+it, and could exit with it unanswered."""
 REJECT_LINGER = 1.0
 """How long a connection refused with 503 may keep its socket (seconds)."""
 
@@ -148,8 +152,7 @@ class AsyncioServer:
             else:
                 head_by = math.inf
                 until = now + self.options.keep_alive_timeout
-            if self.stopping and not client.has_input():
-                # Only what the loop has already read (or a new client's first bytes).
+            if self.stopping:
                 until = min(until, client.stop_waiting_at(now))
             self._connections.waiting(client, partial=partial)
             try:
@@ -201,8 +204,7 @@ class AsyncioServer:
         """
         if not self.stopping:
             return None
-        if not client.has_input():
-            until = min(until, client.stop_waiting_at(self._loop.time()))
+        until = min(until, client.stop_waiting_at(self._loop.time()))
         try:
             with client.deadline.until(until):
                 return await reader.read(READ_SIZE)
@@ -264,12 +266,9 @@ class AsyncioServer:
         self.host = shown_host(self.options.host, self._sock)
         sockets = self._listener.sockets
         for sock in sockets:
-            # Accept at once, even from the supervisor's deferred listener:
-            # the loop's accepting and the client's sending then overlap. A
-            # deferred accept saves this edition no work, and cost the
-            # tail at a fixed rate (README, tails); a new connection's
-            # request on its way at a shutdown is waited for instead
-            # (FIRST_BYTES_GRACE).
+            # Accept at once (even from the supervisor's deferred listener),
+            # overlapping the client's send: deferring saved this edition no
+            # work and cost its tail (README). See FIRST_BYTES_GRACE.
             defer_accept(sock, seconds=0)
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.options.port
         self.loop_name = loop_name(loop)
@@ -318,11 +317,10 @@ class AsyncioServer:
         assert self._listener is not None
         await self._accept_backlog()
         self._listener.close()
+        now = self._loop.time()
         for client in self._connections:
-            # Bytes on the socket that the loop has not read yet count as a
-            # request received: that connection reads them and answers.
-            if client.waiting and not client.has_input():
-                client.deadline.expire(at=client.new_until)
+            if client.waiting:
+                client.deadline.expire(at=client.stop_waiting_at(now))
         if not await self._connections.wait_empty(self.options.shutdown_timeout):
             log.warning(
                 "Requests still running after %.1f s; exiting anyway.",
@@ -358,12 +356,7 @@ class AsyncioServer:
             if not any(readable(sock) for sock in self._listener.sockets):
                 break
             await asyncio.sleep(0)
-        # A connection accepted last is set up over the next iterations (its
-        # connection_made, then its handler's task; asyncio's own loop makes
-        # the transport in a task first, and from 3.12 on drops the
-        # connection if the server is closed by then). Until its handler
-        # runs, the server does not count it, and could exit unanswered.
-        for _ in range(SETTLE_ROUNDS):
+        for _ in range(SETTLE_ROUNDS):  # the ones accepted last: set up, counted
             await asyncio.sleep(0)
 
     def _finish(self, status: int) -> None:
