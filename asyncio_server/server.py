@@ -16,6 +16,7 @@ import logging
 import math
 import socket
 
+from asyncio_server.backlog import accept_backlog
 from asyncio_server.connections import READ_SIZE, Client, Connections
 from asyncio_server.loops import AcceptErrorLog, loop_name
 from common.budget import RequestBudget
@@ -30,19 +31,12 @@ from common.runtime.logs import (
     client_name,
     listening_message,
 )
-from common.runtime.tcp import LastReply, readable
+from common.runtime.tcp import LastReply
 
 log = logging.getLogger("hello.asyncio")
 
 BATCH = 32
 """Pipelined requests answered before the loop serves other connections."""
-SETTLE_ROUNDS = 3
-"""Loop iterations a stopping server waits after taking in the listener's
-backlog. A connection accepted last is set up over the next ones (its
-``connection_made``, then its handler's task; asyncio's own loop makes the
-transport in a task first, and from 3.12 on drops the connection if the
-server is closed by then). Until its handler runs the server does not count
-it, and could exit with it unanswered."""
 REJECT_LINGER = 1.0
 """How long a connection refused with 503 may keep its socket (seconds)."""
 
@@ -315,7 +309,7 @@ class AsyncioServer:
         whatever is left is dropped.
         """
         assert self._listener is not None
-        await self._accept_backlog()
+        await accept_backlog(self._listener)
         self._listener.close()
         now = self._loop.time()
         for client in self._connections:
@@ -342,22 +336,6 @@ class AsyncioServer:
         self._listener.close()
         if await self._connections.wait_empty(1.0):
             await self._listener.wait_closed()
-
-    async def _accept_backlog(self, rounds: int = 100) -> None:
-        """Let the loop accept the connections already queued on the listener.
-
-        Closing a listener resets every connection still in its backlog, and
-        those clients may have sent their whole request already. A few loop
-        iterations (bounded) take them in; they are then answered like any
-        connection that was accepted before the shutdown.
-        """
-        assert self._listener is not None
-        for _ in range(rounds):
-            if not any(readable(sock) for sock in self._listener.sockets):
-                break
-            await asyncio.sleep(0)
-        for _ in range(SETTLE_ROUNDS):  # the ones accepted last: set up, counted
-            await asyncio.sleep(0)
 
     def _finish(self, status: int) -> None:
         if self._stopped is not None and not self._stopped.done():
