@@ -68,6 +68,12 @@ class Client:
             return math.inf
         return max(now, self.new_until)
 
+    def has_more(self, conn: HttpConnection) -> bool:
+        """Has the client sent more than the requests handed out so far —
+        bytes the core holds, or bytes not yet read? A stopping server
+        answers those too (they were received before it began to stop)."""
+        return not conn.consumed or self.has_input()
+
     def has_input(self) -> bool:
         """Has the client sent bytes the loop has not yet read?"""
         sock = self.writer.get_extra_info("socket")
@@ -228,9 +234,10 @@ class Connections:
     def _shed(self) -> bool:
         """At the limit, make room for a newcomer by ending the connection
         cheapest to lose: the oldest idle one (closed silently), else the
-        oldest incomplete head (408). False if there is none: every connection
-        is busy, and the newcomer gets 503. So clients that hold connections
-        open doing nothing cannot lock users out."""
+        oldest incomplete request (408 if a head had begun). False if there
+        is none: every connection is busy, and the newcomer gets 503. So
+        clients that hold connections open doing nothing cannot lock users
+        out."""
         queue = self._idle or self._partial
         if not queue:
             return False

@@ -21,7 +21,7 @@ from asyncio_server.connections import READ_SIZE, Client, Connections
 from asyncio_server.loops import AcceptErrorLog, loop_name
 from common.budget import RequestBudget
 from common.connection import Exchange, ExchangeCache, HttpConnection
-from common.errors import RequestTimeout, ServiceUnavailable
+from common.errors import ServiceUnavailable
 from common.response import Responder
 from common.routes import Pages, Router
 from common.runtime.cli import Options
@@ -158,7 +158,9 @@ class AsyncioServer:
             client.new_until = 0.0
             if data is None:
                 if conn.mid_request and not self.stopping:
-                    self._write(client, conn.fail(RequestTimeout()), client.started())
+                    # 408, unless all that is missing is an answered request's body.
+                    if (timeout := conn.time_out()) is not None:
+                        self._write(client, timeout, client.started())
                     return True
                 return False
             conn.receive(data)  # b"": the client has finished sending
@@ -176,7 +178,8 @@ class AsyncioServer:
                             client.name, exchange, 0, started, departed=True
                         )
                         break
-                ended = self._write(client, exchange, started)
+                more = self.stopping and client.has_more(conn)
+                ended = self._write(client, exchange, started, more=more)
                 if client.transport.get_write_buffer_size():  # it is behind
                     ended = not await client.catch_up(write_timeout) or ended
                 answered += 1
@@ -205,14 +208,17 @@ class AsyncioServer:
         except TimeoutError:
             return None
 
-    def _write(self, client: Client, exchange: Exchange, started: int) -> bool:
+    def _write(
+        self, client: Client, exchange: Exchange, started: int, *, more: bool = False
+    ) -> bool:
         """Write one reply in one piece (head and body: no Nagle stall);
-        True when the connection must close after it."""
+        True when the connection must close after it. Stopping, the reply
+        says ``Connection: close`` unless the client has sent ``more``."""
         writer = client.writer
         if client.transport.is_closing():
             return True
         last = self._budget.spend()
-        closing = last or self.stopping or not exchange.keep_alive
+        closing = last or not exchange.keep_alive or (self.stopping and not more)
         data = exchange.render(self.responder, closing=closing)
         if closing:
             ending = LastReply(client.transport.get_extra_info("socket"))

@@ -44,6 +44,7 @@ from bench.throughput import (
     run_wrk,
 )
 from bench.workloads import WORKLOADS, Workload
+from common.runtime.cli import DefaultsHelp
 
 PROG = "python -m bench"
 PROBE_TIMEOUT = 3.0
@@ -165,15 +166,6 @@ def _process_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Each option's default after its help, unless the help says it itself."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.help and "(default:" in action.help:
-            return action.help
-        return super()._get_help_string(action)
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and still exit status 2)."""
 
@@ -228,7 +220,7 @@ def build_latency_parser() -> argparse.ArgumentParser:
         "designs (a thread pool, a thread per connection, an event loop), side by "
         "side with a queueing model, and the threads and memory each takes. "
         "'python -m bench throughput --help' for the requests-per-second bench.",
-        formatter_class=_Help,
+        formatter_class=DefaultsHelp,
     )
     _common(parser, concurrency=16, editions=DESIGNS)
     add = parser.add_argument
@@ -263,7 +255,7 @@ def build_throughput_parser() -> argparse.ArgumentParser:
         prog=f"{PROG} throughput",
         description="Hello-page requests per second per edition, with keep-alive "
         "and with Connection: close; wrk when it is on PATH.",
-        formatter_class=_Help,
+        formatter_class=DefaultsHelp,
     )
     _common(parser, concurrency=16, editions=EDITIONS)
     add = parser.add_argument
@@ -309,7 +301,7 @@ def build_throughput_parser() -> argparse.ArgumentParser:
         default=(1,),
         metavar="LIST",
         help="start each edition with each of these --processes counts in turn "
-        "(e.g. 1,2) and print the scaling side by side",
+        "(e.g. 1,2) and print the scaling side by side (default: 1)",
     )
     add(
         "--wrk-threads",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from common.errors import ProtocolError
+from common.errors import ProtocolError, RequestTimeout
 from common.limits import Limits
 from common.parser import HeadCache, HTTPVersion, Request, RequestParser
 from common.response import ConnectionHeader, Responder
@@ -130,6 +130,16 @@ class HttpConnection:
     def mid_request(self) -> bool:
         """Part of a request has arrived: the header deadline applies."""
         return self._parser.mid_request
+
+    def time_out(self) -> Exchange | None:
+        """The deadline for the rest of a request has passed: the connection
+        ends. Its last word is a 408 if a request head had begun; None — no
+        response — if what is missing is the body of a request already
+        answered (one response per request), or nothing but empty lines came."""
+        self.closed = True
+        if self._parser.head_begun:
+            return Exchange.failure(RequestTimeout())
+        return None
 
     @property
     def consumed(self) -> bool:

@@ -44,6 +44,7 @@ from common.limits import Limits
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
+_LONGEST_METHOD = max(map(len, KNOWN_METHODS))
 
 # The grammar, in one place (RFC 9110 §5.6.2, §5.5; RFC 9112 §3, §5; RFC 3986).
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # = _TCHARS, below
@@ -285,16 +286,28 @@ class RequestParser:
 
     @property
     def mid_request(self) -> bool:
-        """True while part of a request (head or body) has arrived but not all.
+        """True while part of a request (head or body) has arrived but not all,
+        or empty lines that may precede one.
 
         Shells use this to choose a deadline: the header deadline while it is
-        True, the idle keep-alive deadline while it is False.
+        True, the idle keep-alive deadline while it is False. Empty lines
+        count, so that a client sending one now and then cannot hold a
+        connection open past the header deadline.
         """
         if self._state is _State.HEAD:
-            # A search, not lstrip(): no copy of a large buffer on every call.
-            buf = self._buffer
-            return bool(buf) and _NOT_CRLF.search(buf) is not None
+            return bool(self._buffer)
         return self._state is not _State.FAILED
+
+    @property
+    def head_begun(self) -> bool:
+        """True while part of a request head (more than empty lines) has arrived."""
+        # A search, not lstrip(): no copy of a large buffer on every call.
+        buf = self._buffer
+        return (
+            self._state is _State.HEAD
+            and bool(buf)
+            and _NOT_CRLF.search(buf) is not None
+        )
 
     @property
     def consumed(self) -> bool:
@@ -369,9 +382,12 @@ class RequestParser:
         buf = self._buffer
         # RFC 9112 §2.2: a server SHOULD ignore empty lines before a request line.
         if buf.startswith((b"\r", b"\n")):
-            del buf[: len(buf) - len(buf.lstrip(b"\r\n"))]
-        if not buf:
-            return None
+            blank = len(buf) - len(buf.lstrip(b"\r\n"))
+            if blank > self._limits.max_header_bytes:  # bounded as a head is
+                raise BadRequest("too many empty lines before the request line")
+            if blank == len(buf):  # only empty lines: kept, for the header deadline
+                return None
+            del buf[:blank]
         head_end, body_start = self._find_blank_line(buf, self._scanned)
         if head_end < 0:
             # Resume the search here next time (a terminator is at most 3
@@ -428,9 +444,7 @@ class RequestParser:
         else:
             line_length = newline - (1 if buf[newline - 1 : newline] == b"\r" else 0)
         if line_length > limits.max_request_line:
-            raise URITooLong(
-                f"request line longer than {limits.max_request_line} bytes"
-            )
+            raise _line_too_long(buf, limits.max_request_line)
         if newline < 0:
             return
         section = len(buf) - newline - 1
@@ -456,9 +470,7 @@ class RequestParser:
         request_line, _, header_block = head.partition(b"\n")
         request_line = request_line.removesuffix(b"\r")
         if len(request_line) > limits.max_request_line:
-            raise URITooLong(
-                f"request line longer than {limits.max_request_line} bytes"
-            )
+            raise _line_too_long(request_line, limits.max_request_line)
         # The header section: its field lines and the terminators between
         # them, not the one ending the last line (the head may end in its CR)
         # nor the blank line. The CR stays for _parse_fields, which drops one
@@ -723,6 +735,14 @@ def _parse_request_line(line: bytes) -> tuple[str, bytes, HTTPVersion]:
     if name not in KNOWN_METHODS:
         raise MethodNotImplemented(f"method {name} is not implemented")
     return name, target, parsed
+
+
+def _line_too_long(line: bytes | bytearray, limit: int) -> ProtocolError:
+    """A request line over the limit: 414 for its target, or 501 when its
+    method is already longer than any we know (RFC 9112 §3 SHOULD)."""
+    if line.find(b" ", 0, _LONGEST_METHOD + 1) < 0:
+        return MethodNotImplemented("method longer than any this server implements")
+    return URITooLong(f"request line longer than {limit} bytes")
 
 
 def _refuse_bare_lf(head: bytes | bytearray, end: int) -> None:

@@ -79,6 +79,7 @@ def test_timeout_defaults_are_the_limits_defaults() -> None:
         (THREADED, ["--keep-alive-timeout", "1.5"], "keep_alive_timeout", 1.5),
         (THREADED, ["--header-timeout", "3"], "header_timeout", 3.0),
         (THREADED, ["--write-timeout", "2"], "write_timeout", 2.0),
+        (THREADED, ["--sleep-seconds", "86400"], "sleep_seconds", 86400.0),  # a day
         (THREADED, ["--max-connections", "1"], "max_connections", 1),
         (THREADED, ["--max-requests", "2"], "max_requests", 2),
         (ASYNCIO, ["--max-requests", "2"], "max_requests", 2),
@@ -136,6 +137,8 @@ def test_argv_defaults_to_sys_argv(monkeypatch: pytest.MonkeyPatch) -> None:
         (THREADED, ["--sleep-seconds", "-1"]),
         (THREADED, ["--sleep-seconds", "nan"]),
         (ASYNCIO, ["--sleep-seconds", "inf"]),
+        (THREADED, ["--sleep-seconds", "3000000"]),  # past poll()'s C int of ms
+        (ASYNCIO, ["--write-timeout", "86401"]),
         (THREADED, ["--keep-alive-timeout", "0"]),
         (THREADED, ["--keep-alive-timeout", "nan"]),
         (ASYNCIO, ["--keep-alive-timeout", "-5"]),

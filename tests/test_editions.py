@@ -27,6 +27,7 @@ from support import (
     count_lines,
     iter_statuses,
     only_line,
+    read_until_close,
     request,
     wait_for_count,
 )
@@ -114,6 +115,59 @@ def test_a_stalled_head_gets_408(edition: str, server_factory: ServerFactory) ->
         assert response.header("connection") == "close"
         assert reader.at_eof()
     assert 0.3 <= elapsed < 1.5
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123", 405),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123", 200),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+            405,
+        ),
+    ],
+    ids=["post", "get", "chunked"],
+)
+def test_a_stalled_body_after_its_answer_gets_no_second_response(
+    edition: str, request_head: bytes, status: int, server_factory: ServerFactory
+) -> None:
+    """One response per request: the answer goes out once the head is read;
+    when the rest of the body then does not come, the header deadline ends
+    the connection with no 408, which would be a second response."""
+    server = server_factory(edition, "--header-timeout", "0.3")
+    with connect(server.port) as sock:
+        sock.sendall(request_head)
+        started = time.monotonic()
+        raw = read_until_close(sock)
+        elapsed = time.monotonic() - started
+    assert list(iter_statuses(raw)) == [status]
+    assert 0.3 <= elapsed < 3.0  # closed by the deadline, not left open
+    assert " 408 " not in server.log()
+
+
+def test_empty_lines_do_not_hold_a_connection_open(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    """RFC 9112 §2.2's empty lines before a request are ignored, but they run
+    the header deadline: a client sending one every 0.1 s is closed once it
+    passes, with no response (they were no request)."""
+    server = server_factory(
+        edition, "--keep-alive-timeout", "0.3", "--header-timeout", "0.6"
+    )
+    with connect(server.port) as sock:
+        started = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - started < 4.0:
+            try:
+                sock.sendall(b"\r\n")
+            except OSError:
+                break
+            closed = bool(select.select([sock], [], [], 0.1)[0])
+        elapsed = time.monotonic() - started
+        assert closed, "still open after 4 s of empty lines"
+        assert read_until_close(sock) == b""
+    assert 0.6 <= elapsed < 2.5
 
 
 def test_a_slowloris_head_gets_408_on_time(
@@ -334,6 +388,44 @@ def test_a_stop_signal_answers_the_sleeps_in_flight_then_exits_0(
     assert server.wait() == 0
     assert "Traceback" not in server.log()
     assert "KeyboardInterrupt" not in server.log()
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["together", "during-the-sleep"])
+def test_a_stop_signal_answers_requests_pipelined_behind_a_sleep(
+    edition: str, late: bool, server_factory: ServerFactory
+) -> None:
+    """Requests that arrived before the stop are answered, in order, the
+    last with ``Connection: close``: sent with the ``/sleep`` in one write,
+    or on the same connection while it sleeps."""
+    server = server_factory(edition, "--sleep-seconds", "0.5", "--log-level", "debug")
+    rest = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    with connect(server.port) as sock:
+        sock.sendall(SLEEP if late else SLEEP + rest)
+        server.wait_for_log(SLEEP_LOGGED)
+        if late:
+            sock.sendall(rest)  # loopback: in the server's socket once sent
+        server.signal(signal.SIGTERM)
+        server.wait_for_log(r"INFO Shutting down\.$")
+        raw = read_until_close(sock)
+    assert list(iter_statuses(raw)) == [200, 200, 404]
+    heads = raw.split(b"HTTP/1.1 ")[1:]
+    assert [b"Connection: close" in head for head in heads] == [False, False, True]
+    assert server.wait() == 0
+    assert "Traceback" not in server.log()
+
+
+def test_max_requests_pipelined_past_the_budget_get_exactly_n_answers(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    """--max-requests 2, three requests in one write: two answers, the second
+    with ``Connection: close``; the third is left for the client to retry."""
+    server = server_factory(edition, "--max-requests", "2")
+    with connect(server.port) as sock:
+        sock.sendall(GET * 3)
+        raw = read_until_close(sock)
+    assert list(iter_statuses(raw)) == [200, 200]
+    assert raw.count(b"Connection: close") == 1
+    assert server.wait(10) == 0
 
 
 def test_the_shutdown_grace_period_is_bounded(

@@ -201,6 +201,25 @@ def test_an_unfinished_request_line_past_8_kib_is_414_at_once() -> None:
         parser.next_request()
 
 
+@pytest.mark.parametrize("whole", [True, False], ids=["whole-head", "unfinished"])
+def test_a_method_longer_than_any_known_past_the_line_limit_is_501(
+    whole: bool,
+) -> None:
+    """RFC 9112 §3: a method longer than any the server implements SHOULD get
+    501; a long line whose method is short is a long target, 414."""
+    line = b"A" * 9000 + b" / HTTP/1.1"
+    data = line + b"\r\n" + HOST + b"\r\n\r\n" if whole else line[:8500]
+    parser = RequestParser()
+    parser.feed(data)
+    with pytest.raises(MethodNotImplemented) as caught:
+        parser.next_request()
+    assert caught.value.status == HTTPStatus.NOT_IMPLEMENTED
+    parser = RequestParser()
+    parser.feed(b"OPTIONS /" + b"a" * 9000)
+    with pytest.raises(URITooLong):
+        parser.next_request()
+
+
 def test_an_unfinished_request_line_still_counts_headers_to_come() -> None:
     """The line has ended (LF seen) but the head has not: 414 anyway."""
     parser = RequestParser()
@@ -780,13 +799,41 @@ def test_empty_lines_before_the_request_line_are_ignored() -> None:
     assert [r.path for r in requests] == ["/a", "/b"]
 
 
-def test_empty_lines_alone_are_not_a_request() -> None:
+def test_empty_lines_alone_are_not_a_request_but_start_the_header_deadline() -> None:
+    """A client sending an empty line now and then must not keep resetting
+    the idle deadline: they put it under the header deadline, but they are
+    no head (so a timeout answers nothing), and a close after them is clean."""
     parser = RequestParser()
     parser.feed(b"\r\n\r\n\n")
     assert parser.next_request() is None
-    assert not parser.mid_request
+    assert parser.mid_request
+    assert not parser.head_begun
+    parser.feed(b"\r\n")
+    assert parser.next_request() is None
+    assert parser.mid_request
     parser.feed_eof()
     assert parser.next_request() is None
+
+
+def test_empty_lines_are_bounded_as_a_head_is() -> None:
+    parser = RequestParser(Limits(max_header_bytes=100))
+    parser.feed(b"\r\n" * 50)
+    assert parser.next_request() is None
+    parser.feed(b"\r\n")
+    with pytest.raises(BadRequest, match="empty lines"):
+        parser.next_request()
+
+
+def test_head_begun_is_true_only_for_the_bytes_of_a_head() -> None:
+    parser = RequestParser()
+    assert not parser.head_begun
+    parser.feed(b"\r\nGET / HT")
+    assert parser.next_request() is None
+    assert parser.head_begun
+    parser.feed(b"TP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
+    assert parser.next_request() is not None
+    assert parser.mid_request, "the body is still due"
+    assert not parser.head_begun, "what is missing is a body, not a head"
 
 
 @pytest.mark.parametrize(
@@ -905,9 +952,11 @@ def test_mid_request_and_body_pending_through_a_request() -> None:
     assert not parser.mid_request
     assert not parser.body_pending
     parser.feed(b"\r\n")
-    assert not parser.mid_request  # empty lines are not a request yet
+    assert parser.mid_request  # empty lines: the header deadline runs
+    assert not parser.head_begun  # but they are not a request yet
     parser.feed(b"P")
     assert parser.mid_request
+    assert parser.head_begun
     assert not parser.body_pending
     parser.feed(b"OST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\na")
     assert parser.next_request() is not None

@@ -17,7 +17,6 @@ import selectors
 import time
 from typing import TYPE_CHECKING
 
-from common.errors import RequestTimeout
 from common.runtime.tcp import DONTWAIT, RECV_SIZE, readable
 from common.runtime.wakeup import WakeUpPair
 from threaded.client import Client
@@ -205,9 +204,10 @@ class Acceptor:
     def _shed(self, now: float) -> bool:
         """At the connection limit, make room for a newcomer by closing the
         connection cheapest to lose: the longest-parked idle one (silently),
-        else the longest-parked incomplete head (408). False if there is none:
-        every connection is busy, and the newcomer gets 503. So clients that
-        hold connections open doing nothing cannot lock users out."""
+        else the longest-parked incomplete request (408 if a head had begun).
+        False if there is none: every connection is busy, and the newcomer
+        gets 503. So clients that hold connections open doing nothing cannot
+        lock users out."""
         self._take_back(now)  # the latest hand-backs
         idle, partial = self._idle, self._partial
         while idle:
@@ -216,7 +216,7 @@ class Acceptor:
                 return True
         while partial:
             if self._claim(client := next(iter(partial)), partial):
-                self._server.reject(client, client.http.fail(RequestTimeout()))
+                self._server.time_out(client)
                 return True
         return False
 
@@ -298,7 +298,7 @@ class Acceptor:
         if now >= self._next_partial_check:
             for client in [c for c, (d, _) in partial.items() if d <= now]:
                 if self._claim(client, partial):
-                    server.reject(client, client.http.fail(RequestTimeout()))
+                    server.time_out(client)
             self._next_partial_check = min(
                 (deadline for deadline, _ in partial.values()), default=math.inf
             )

@@ -24,7 +24,7 @@ from common.response import Responder
 from common.routes import Pages, Router
 from common.runtime.cli import Options
 from common.runtime.logs import AccessLog, client_name
-from common.runtime.tcp import RECV_SIZE, send_once, sleep_unless_departed
+from common.runtime.tcp import RECV_SIZE, readable, send_once, sleep_unless_departed
 from threaded.client import Client
 from threaded.writing import Afterwards, send_now
 
@@ -100,6 +100,7 @@ class Answering:
             last = len(exchanges) - 1
             pending: list[tuple[Exchange, bytes]] = []
             spent = False  # --max-requests reached: stop once the answers are out
+            stopping = False  # the server is stopping and nothing more has come
             for index, exchange in enumerate(exchanges):
                 delay = exchange.reply.delay
                 if delay > 0:
@@ -107,14 +108,20 @@ class Answering:
                         self._send(client, pending, started, last_word=False)
                         pending = []
                     if self._sleep(client, delay):  # the client has gone
-                        self._departed(client, exchange, started, spent=spent)
+                        self._departed(client, exchange, started)
                         return Afterwards.CLOSE
-                spent = self._budget.spend() or spent
-                # Shutting down: the last answer says Connection: close.
-                closing = index == last and (spent or self.stop_requested)
+                spent = self._budget.spend()
+                # Shutting down: the last answer says Connection: close, unless
+                # the client sent more before the stop (answered next). The one
+                # that spends --max-requests is its connection's last.
+                if index == last and self.stop_requested and not spent:
+                    stopping = not readable(client.sock)
+                closing = spent or stopping
                 response = exchange.render(self._responder, closing=closing)
                 pending.append((exchange, response))
-            last_word = http.closed or spent or self.stop_requested  # we close next
+                if spent:
+                    break
+            last_word = http.closed or spent or stopping  # we close next
             try:
                 self._send(client, pending, started, last_word=last_word)
             finally:
@@ -129,15 +136,11 @@ class Answering:
         )
         return Afterwards.PARK
 
-    def _departed(
-        self, client: Client, exchange: Exchange, started: int, *, spent: bool
-    ) -> None:
+    def _departed(self, client: Client, exchange: Exchange, started: int) -> None:
         """Its client left during the delay: log 499, send nothing more."""
         if self._log_access:
             self._access.record(client.name(), exchange, 0, started, departed=True)
         client.unsent = b""
-        if spent:  # an earlier answer of this batch spent --max-requests
-            self.request_stop()
 
     def _sleep(self, client: Client, delay: float) -> bool:
         """The book's ``/sleep``: this thread is busy for ``delay`` seconds —

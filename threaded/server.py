@@ -27,7 +27,7 @@ from common.runtime.cli import Options
 from common.runtime.listener import shown_host
 from common.runtime.logs import url
 from common.runtime.signals import stop_signals_blocked
-from common.runtime.tcp import DONTWAIT, RECV_SIZE
+from common.runtime.tcp import DONTWAIT, RECV_SIZE, readable
 from threaded.acceptor import Acceptor
 from threaded.answering import Answering
 from threaded.client import Client, ServerStats
@@ -164,6 +164,16 @@ class ThreadedServer(Answering):
         self._say_once(client.sock, client.name(), exchange)
         self.close_connection(client, linger=True)  # a slow head may still come
 
+    def time_out(self, client: Client) -> None:
+        """Its deadline for the rest of a request passed: 408 if a head had
+        begun, else (an answered request's body, or empty lines) no response;
+        then close."""
+        timeout = client.http.time_out()
+        if timeout is None:
+            self.close_connection(client, linger=True)
+        else:
+            self.reject(client, timeout)
+
     def close_connection(self, client: Client, *, linger: bool = False) -> None:
         """Close a connection; never raises. ``linger``: the client may still
         be sending, so close in stages (:mod:`threaded.lingering`)."""
@@ -181,7 +191,26 @@ class ThreadedServer(Answering):
         """The book's ``handle_connection``, run by a pool worker for a
         connection with bytes to read: read them, feed the core, answer every
         complete request (``time.sleep`` for ``/sleep``), then hand the
-        connection back to the acceptor to wait for more, or close it."""
+        connection back to the acceptor to wait for more, or close it.
+        Stopping, what its client sent before the stop is answered here first
+        (a stopping server parks nothing)."""
+        afterwards = self._read_and_answer(client)
+        while (
+            afterwards is Afterwards.PARK
+            and self.stop_requested
+            and not client.unsent
+            and readable(client.sock)
+        ):
+            afterwards = self._read_and_answer(client)
+        if afterwards is None:  # already handed back or closed
+            return
+        if not client.unsent:
+            self.finish(client, afterwards)
+        elif not self._acceptor.writers.hand_over(client, afterwards):
+            self.write_in_worker(client, afterwards, queue=False)  # stopping
+
+    def _read_and_answer(self, client: Client) -> Afterwards | None:
+        """One read and its answers; what to do next (None: done with it)."""
         try:
             data = client.first
             if data is None:
@@ -190,22 +219,18 @@ class ThreadedServer(Answering):
                 client.first = None
         except BlockingIOError:  # a spurious wake-up: nothing to read after all
             self._hand_back(client)
-            return
+            return None
         except OSError:  # reset by the client
             self.close_connection(client)
-            return
+            return None
         try:
-            afterwards = self._answer(client, data)
+            return self._answer(client, data)
         except OSError as error:  # reset or broken pipe: the client left
             logger.debug("Dropped %s: %s", client.name(), error)
-            afterwards, client.unsent = Afterwards.CLOSE, b""
         except Exception:
             logger.exception("Unexpected error serving %s", client.name())
-            afterwards, client.unsent = Afterwards.CLOSE, b""
-        if not client.unsent:
-            self.finish(client, afterwards)
-        elif not self._acceptor.writers.hand_over(client, afterwards):
-            self.write_in_worker(client, afterwards, queue=False)  # stopping
+        client.unsent = b""
+        return Afterwards.CLOSE
 
     def finish(self, client: Client, afterwards: Afterwards) -> None:
         """Hand a connection back to be parked, or close it."""

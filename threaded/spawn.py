@@ -26,8 +26,7 @@ import socket
 import threading
 import time
 
-from common.connection import Exchange, HttpConnection
-from common.errors import RequestTimeout
+from common.connection import HttpConnection
 from common.runtime.cli import Options
 from common.runtime.listener import shown_host
 from common.runtime.logs import url
@@ -217,8 +216,9 @@ class SpawningServer(Answering):
         if woken is _Woken.READABLE:
             return client.sock.recv(RECV_SIZE)
         if woken is _Woken.TIMED_OUT and http.mid_request:
-            timeout = Exchange.failure(RequestTimeout())
-            self._say_once(client.sock, client.name(), timeout)
+            # 408, unless all that is missing is an answered request's body.
+            if (timeout := http.time_out()) is not None:
+                self._say_once(client.sock, client.name(), timeout)
             return Afterwards.LINGER
         return Afterwards.CLOSE
 

@@ -101,15 +101,24 @@ class Options:
         )
 
 
+MAX_SECONDS = 86_400.0
+"""The longest delay or timeout taken (a day): far below what ``poll``'s
+millisecond timeout, a C int, can hold (24.8 days)."""
+
+
 def _number(
-    kind: Callable[[str], float], minimum: float, strict: bool, what: str
+    kind: Callable[[str], float],
+    minimum: float,
+    strict: bool,
+    what: str,
+    maximum: float = math.inf,
 ) -> Callable[[str], float]:
     def convert(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if math.isnan(value) or math.isinf(value):
+        if math.isnan(value) or math.isinf(value) or value > maximum:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         if value < minimum or (strict and value == minimum):
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
@@ -118,8 +127,16 @@ def _number(
     return convert
 
 
-_seconds = _number(float, 0.0, True, "a positive number of seconds")
-_delay = _number(float, 0.0, False, "a number of seconds >= 0")
+_seconds = _number(
+    float,
+    0.0,
+    True,
+    f"a positive number of seconds, at most {MAX_SECONDS:.0f}",
+    MAX_SECONDS,
+)
+_delay = _number(
+    float, 0.0, False, f"a number of seconds from 0 to {MAX_SECONDS:.0f}", MAX_SECONDS
+)
 _count = _number(int, 1, False, "a whole number >= 1")
 
 
@@ -170,6 +187,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, unless the help says it itself."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser(edition: Edition) -> argparse.ArgumentParser:
     """The argparse parser for ``edition``; see the README for every flag."""
     threaded = edition is Edition.THREADED
@@ -177,7 +203,7 @@ def build_parser(edition: Edition) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m " + ("threaded" if threaded else "asyncio_server"),
         description=f"The Rust book's hello web server, served by {what}.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelp,
     )
     add = parser.add_argument
     add("--host", type=_host, default="127.0.0.1", help="address to listen on")
@@ -197,13 +223,13 @@ def build_parser(edition: Edition) -> argparse.ArgumentParser:
         "--log-level",
         choices=["debug", "info", "warning", "error"],
         default="info",
-        help="debug shows the book's worker messages",
+        help="debug shows the book's worker messages (threaded) and each /sleep",
     )
     add(
         "--access-log",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="log one line per request at info level",
+        help="log one line per response at info level (refusals and errors too)",
     )
     add(
         "--keep-alive-timeout",
@@ -215,7 +241,8 @@ def build_parser(edition: Edition) -> argparse.ArgumentParser:
         "--header-timeout",
         type=_seconds,
         default=_DEFAULTS.header_timeout,
-        help="answer 408 when a request is not complete this long after it began",
+        help="answer 408 when a request head is not complete this long after its"
+        " first byte (the body of one already answered: close, no answer)",
     )
     add(
         "--write-timeout",
