@@ -207,6 +207,7 @@ class Connections:
         # they began to (dicts: a set has none): whom a newcomer may displace.
         self._idle: dict[Client, None] = {}
         self._partial: dict[Client, None] = {}
+        self._lingering: dict[Client, None] = {}  # answered, closing in stages
         self._admitted = 0
         self._emptied: asyncio.Future[None] | None = None
 
@@ -227,27 +228,35 @@ class Connections:
         if client.admitted:
             (self._partial if partial else self._idle)[client] = None
 
+    def lingering(self, client: Client) -> None:
+        """``client`` has had its last answer and is closing in stages: the
+        first to go when a newcomer needs its room."""
+        if client.admitted:
+            self._lingering[client] = None
+
     def done_waiting(self, client: Client) -> None:
         client.waiting = False
         (self._partial if client.partial else self._idle).pop(client, None)
 
     def _shed(self) -> bool:
         """At the limit, make room for a newcomer by ending the connection
-        cheapest to lose: the oldest idle one (closed silently), else the
-        oldest incomplete request (408 if a head had begun). False if there
-        is none: every connection is busy, and the newcomer gets 503. So
-        clients that hold connections open doing nothing cannot lock users
-        out."""
-        queue = self._idle or self._partial
+        cheapest to lose: the oldest one lingering after its last answer,
+        else the oldest idle one (closed silently), else the oldest
+        incomplete request (408 if a head had begun). False if there is none:
+        every connection is busy, and the newcomer gets 503. So clients that
+        hold connections open doing nothing cannot lock users out."""
+        queue = self._lingering or self._idle or self._partial
         if not queue:
             return False
         victim = next(iter(queue))  # the longest waiting
+        self._lingering.pop(victim, None)
         self.done_waiting(victim)  # not chosen twice
         victim.deadline.expire()  # its wait ends as if its deadline had passed
         return True
 
     def forget(self, client: Client) -> None:
         self._clients.discard(client)
+        self._lingering.pop(client, None)
         self.done_waiting(client)
         self._admitted -= client.admitted
         if not self._clients and self._emptied and not self._emptied.done():

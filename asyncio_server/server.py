@@ -113,6 +113,7 @@ class AsyncioServer:
                 await self._refuse(client, reader)
             elif await self._converse(client, reader):
                 limits = self.limits
+                self._connections.lingering(client)
                 await client.linger(reader, limits.linger_timeout, limits.linger_bytes)
         except OSError as error:  # a reset or a broken pipe: the client's business
             log.debug("%s: connection lost: %s", client.name, error)
@@ -160,7 +161,7 @@ class AsyncioServer:
                 if conn.mid_request and not self.stopping:
                     # 408, unless all that is missing is an answered request's body.
                     if (timeout := conn.time_out()) is not None:
-                        self._write(client, timeout, client.started())
+                        self._write(client, timeout, client.started(), counted=False)
                     return True
                 return False
             conn.receive(data)  # b"": the client has finished sending
@@ -209,15 +210,23 @@ class AsyncioServer:
             return None
 
     def _write(
-        self, client: Client, exchange: Exchange, started: int, *, more: bool = False
+        self,
+        client: Client,
+        exchange: Exchange,
+        started: int,
+        *,
+        more: bool = False,
+        counted: bool = True,
     ) -> bool:
         """Write one reply in one piece (head and body: no Nagle stall);
         True when the connection must close after it. Stopping, the reply
-        says ``Connection: close`` unless the client has sent ``more``."""
+        says ``Connection: close`` unless the client has sent ``more``.
+        ``counted``: it answers a request, and spends --max-requests (a 408
+        for a head that never came does not, as in the threaded edition)."""
         writer = client.writer
         if client.transport.is_closing():
             return True
-        last = self._budget.spend()
+        last = counted and self._budget.spend()
         closing = last or not exchange.keep_alive or (self.stopping and not more)
         data = exchange.render(self.responder, closing=closing)
         if closing:

@@ -137,9 +137,11 @@ class HttpConnection:
         response — if what is missing is the body of a request already
         answered (one response per request), or nothing but empty lines came."""
         self.closed = True
-        if self._parser.head_begun:
-            return Exchange.failure(RequestTimeout())
-        return None
+        if not self._parser.head_begun:
+            return None
+        error = RequestTimeout()
+        error.method = self._parser.head_method
+        return Exchange.failure(error)
 
     @property
     def consumed(self) -> bool:

@@ -299,6 +299,12 @@ class RequestParser:
         return self._state is not _State.FAILED
 
     @property
+    def head_method(self) -> str | None:
+        """``HEAD`` if the head begun so far is a HEAD request's (its error
+        answers then carry no body), else None."""
+        return head_method(self._buffer.lstrip(b"\r\n"))
+
+    @property
     def head_begun(self) -> bool:
         """True while part of a request head (more than empty lines) has arrived."""
         # A search, not lstrip(): no copy of a large buffer on every call.
@@ -394,7 +400,11 @@ class RequestParser:
             # bytes), so a head fed byte by byte costs linear, not quadratic,
             # time: a slowloris client must not be able to burn the CPU.
             self._scanned = max(0, len(buf) - 3)
-            self._check_incomplete_head(buf)
+            try:
+                self._check_incomplete_head(buf)
+            except ProtocolError as error:
+                error.method = head_method(buf)
+                raise
             self._check_eof("request head")
             return None
         self._scanned = 0
@@ -469,18 +479,23 @@ class RequestParser:
         head = key[:head_end]
         request_line, _, header_block = head.partition(b"\n")
         request_line = request_line.removesuffix(b"\r")
-        if len(request_line) > limits.max_request_line:
-            raise _line_too_long(request_line, limits.max_request_line)
-        # The header section: its field lines and the terminators between
-        # them, not the one ending the last line (the head may end in its CR)
-        # nor the blank line. The CR stays for _parse_fields, which drops one
-        # per line, so a bare CR before the last line's CRLF is still refused.
-        if len(header_block.removesuffix(b"\r")) > limits.max_header_bytes:
-            raise HeaderFieldsTooLarge(
-                f"header section larger than {limits.max_header_bytes} bytes"
-            )
-        _refuse_bare_lf(key, len(key))
-        method, target, version = _parse_request_line(request_line)
+        try:
+            if len(request_line) > limits.max_request_line:
+                raise _line_too_long(request_line, limits.max_request_line)
+            # The header section: its field lines and the terminators between
+            # them, not the one ending the last line (the head may end in its
+            # CR) nor the blank line. The CR stays for _parse_fields, which
+            # drops one per line, so a bare CR before the last line's CRLF is
+            # still refused.
+            if len(header_block.removesuffix(b"\r")) > limits.max_header_bytes:
+                raise HeaderFieldsTooLarge(
+                    f"header section larger than {limits.max_header_bytes} bytes"
+                )
+            _refuse_bare_lf(key, len(key))
+            method, target, version = _parse_request_line(request_line)
+        except ProtocolError as error:
+            error.method = head_method(key)
+            raise
         try:
             headers = _parse_fields(header_block, limits.max_header_count)
             path = _route_path(method, target)
@@ -735,6 +750,12 @@ def _parse_request_line(line: bytes) -> tuple[str, bytes, HTTPVersion]:
     if name not in KNOWN_METHODS:
         raise MethodNotImplemented(f"method {name} is not implemented")
     return name, target, parsed
+
+
+def head_method(data: bytes | bytearray) -> str | None:
+    """``HEAD`` if ``data`` begins a HEAD request, whatever is wrong with the
+    rest: a HEAD client reads no body, error pages included (RFC 9110 §9.3.2)."""
+    return "HEAD" if data.startswith(b"HEAD ") else None
 
 
 def _line_too_long(line: bytes | bytearray, limit: int) -> ProtocolError:

@@ -158,6 +158,8 @@ def test_argv_defaults_to_sys_argv(monkeypatch: pytest.MonkeyPatch) -> None:
         (THREADED, ["--host", "bad host"]),
         (THREADED, ["--host", "h\u00e9llo"]),  # only ASCII host names resolve as given
         (THREADED, ["--host", "a..b"]),
+        (THREADED, ["--fd", "2147483648"]),  # past a C int
+        (ASYNCIO, ["--fd", "99999999999999999999"]),
     ],
 )
 def test_a_bad_value_exits_2_with_one_line(

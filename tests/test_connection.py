@@ -345,8 +345,8 @@ def test_an_error_answering_head_has_no_body(data: bytes) -> None:
     assert raw.endswith(b"\r\n\r\n")
 
 
-def test_an_error_before_the_method_is_known_has_a_body() -> None:
-    exchange = only(b"HEAD /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
+def test_an_error_for_a_method_that_only_begins_like_head_has_a_body() -> None:
+    exchange = only(b"HEADER /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
     assert exchange.reply.status == 414
     assert not exchange.head
     assert b"<h1>414 URI Too Long</h1>" in exchange.render(Responder())
@@ -486,3 +486,66 @@ def test_exchange_failure_is_a_closing_exchange() -> None:
     assert exchange.reply.status == 400
     assert not exchange.keep_alive
     assert not exchange.head
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"HEAD /" + b"a" * 8179 + b" HTTP/1.1\r\n" + HOST + b"\r\n", 414),
+        (b"HEAD /" + b"a" * 9000, 414),  # refused before the line ends
+        (b"HEAD / HTTP/1.1\r\n" + HOST + b"X: " + b"a" * 65530 + b"\r\n\r\n", 431),
+        (b"HEAD / HTTP/1.1\n" + HOST + b"\n", 400),  # bare LF
+        (b"HEAD / HTTP/2.0\r\n" + HOST + b"\r\n", 505),
+    ],
+    ids=["414", "414-unfinished", "431", "bare-lf", "505"],
+)
+def test_an_error_answering_a_head_request_has_no_body(
+    data: bytes, status: int
+) -> None:
+    """RFC 9110 §9.3.2: no content in a response to HEAD, error pages
+    included, even when what is wrong is the request line itself."""
+    conn = connection()
+    conn.receive(data)
+    exchange = conn.next_exchange()
+    assert exchange is not None
+    response = parse_response(exchange.render(Responder()), head=True)
+    assert response.status == status
+    assert int(response.headers["content-length"]) > 0  # GET's length, as HEAD's
+
+
+def test_a_head_request_that_times_out_gets_a_bodiless_408() -> None:
+    conn = connection()
+    conn.receive(b"\r\nHEAD / HTTP/1.1\r\n" + HOST)
+    assert conn.next_exchange() is None
+    timeout = conn.time_out()
+    assert timeout is not None
+    response = parse_response(timeout.render(Responder()), head=True)
+    assert response.status == 408
+    assert conn.closed
+
+
+def test_a_get_pipelined_behind_an_error_is_not_taken_for_a_head() -> None:
+    conn = connection()
+    conn.receive(b"GET / HTTP/1.1\n" + HOST + b"\nHEAD / HTTP/1.1\r\n" + HOST + b"\r\n")
+    exchange = conn.next_exchange()
+    assert exchange is not None
+    assert parse_response(exchange.render(Responder())).status == 400  # with its page
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",  # nothing at all
+        b"\r\n\r\n",  # empty lines only
+        b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 9\r\n\r\nabc",  # a body
+    ],
+    ids=["idle", "empty-lines", "body-after-answer"],
+)
+def test_a_timeout_with_no_head_begun_answers_nothing(data: bytes) -> None:
+    """One response per request: only a head that began gets a 408."""
+    conn = connection()
+    conn.receive(data)
+    while conn.next_exchange() is not None:
+        pass
+    assert conn.time_out() is None
+    assert conn.closed

@@ -30,6 +30,7 @@ from support import (
     read_until_close,
     request,
     wait_for_count,
+    wait_until,
 )
 
 GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -261,6 +262,45 @@ def test_at_the_limit_a_connection_doing_nothing_makes_room(
         if kind == "incomplete head":
             assert reader.read().status == 408
         assert reader.at_eof()  # closed, and nothing (more) said
+
+
+def test_at_the_limit_connections_closing_after_their_answer_make_room(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    """A connection answered and closing in stages (lingering, its client
+    still holding its end) does not lock newcomers out: it makes room."""
+    server = server_factory(edition, "--max-connections", "2")
+    lingering = [connect(server.port) for _ in range(2)]
+    try:
+        for sock in lingering:
+            sock.sendall(b"BAD\r\n\r\n")
+            assert list(iter_statuses(read_until_close(sock))) == [400]
+        # Our FIN can reach the client a moment before the server has moved
+        # the connection to its closing stage; well within the 2 s linger.
+        wait_until(
+            lambda: request(server.port).status == 200,
+            lambda: "newcomers still refused while two connections linger",
+            timeout=0.5,
+        )
+        for _ in range(3):
+            assert request(server.port).status == 200
+    finally:
+        for sock in lingering:
+            sock.close()
+
+
+def test_a_408_does_not_spend_max_requests(
+    edition: str, server_factory: ServerFactory
+) -> None:
+    """--max-requests counts answers to requests: a 408 for a head that
+    never came is not one, in every edition."""
+    server = server_factory(edition, "--max-requests", "2", "--header-timeout", "0.3")
+    with connect(server.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n")  # never finished
+        assert list(iter_statuses(read_until_close(sock))) == [408]
+    assert request(server.port).status == 200
+    assert request(server.port).status == 200
+    assert server.wait(10) == 0
 
 
 def test_an_idle_keep_alive_connection_is_closed(

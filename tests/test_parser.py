@@ -1003,14 +1003,17 @@ def test_a_failed_parser_is_never_consumed() -> None:
         (b"HEAD / HTTP/1.1\r\n\r\n", "HEAD"),
         (b"GET /a#b HTTP/1.1\r\n" + HOST + b"\r\n", "GET"),
         (b"HEAD / HTTP/1.1\r\n" + fields(101) + b"\r\n", "HEAD"),
-        (b"HEAD / HTTP/3.0\r\n\r\n", None),  # the request line itself failed
-        (b"HEAD /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", None),
+        (b"HEAD / HTTP/3.0\r\n\r\n", "HEAD"),  # the request line itself failed
+        (b"HEAD /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", "HEAD"),
+        (b"GET / HTTP/3.0\r\n\r\n", None),  # not HEAD: the page goes
+        (b"HEADER /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", None),
     ],
 )
-def test_an_error_records_the_method_when_the_request_line_was_valid(
+def test_an_error_records_a_head_request_as_such(
     data: bytes, method: str | None
 ) -> None:
-    """So that an error answering HEAD can leave out the body (RFC 9110 §9.3.2)."""
+    """So that an error answering HEAD can leave out the body (RFC 9110 §9.3.2),
+    even when what is wrong is its request line."""
     assert error(data).method == method
 
 

@@ -140,12 +140,15 @@ _delay = _number(
 _count = _number(int, 1, False, "a whole number >= 1")
 
 
+_MAX_DESCRIPTOR = 2**31 - 1  # a C int: larger ones overflow, or wrap round
+
+
 def _descriptor(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = -1
-    if value < 0:
+    if not 0 <= value <= _MAX_DESCRIPTOR:
         raise argparse.ArgumentTypeError(f"{text!r} is not a file descriptor")
     return value
 
@@ -256,8 +259,8 @@ def build_parser(edition: Edition) -> argparse.ArgumentParser:
         default=None,
         help=(
             "answer 503 to connections beyond this many, once no idle or"
-            " incomplete one is left to close (default: the open-file limit"
-            " less a tenth)"
+            " incomplete one is left to close (--spawn: at once) (default:"
+            " the open-file limit less a tenth)"
         ),
     )
     add(
