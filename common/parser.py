@@ -302,7 +302,7 @@ class RequestParser:
     def head_method(self) -> str | None:
         """``HEAD`` if the head begun so far is a HEAD request's (its error
         answers then carry no body), else None."""
-        return head_method(self._buffer.lstrip(b"\r\n"))
+        return _head_method(self._buffer.lstrip(b"\r\n"))
 
     @property
     def head_begun(self) -> bool:
@@ -403,7 +403,7 @@ class RequestParser:
             try:
                 self._check_incomplete_head(buf)
             except ProtocolError as error:
-                error.method = head_method(buf)
+                error.method = _head_method(buf)
                 raise
             self._check_eof("request head")
             return None
@@ -494,7 +494,7 @@ class RequestParser:
             _refuse_bare_lf(key, len(key))
             method, target, version = _parse_request_line(request_line)
         except ProtocolError as error:
-            error.method = head_method(key)
+            error.method = _head_method(key)
             raise
         try:
             headers = _parse_fields(header_block, limits.max_header_count)
@@ -752,7 +752,7 @@ def _parse_request_line(line: bytes) -> tuple[str, bytes, HTTPVersion]:
     return name, target, parsed
 
 
-def head_method(data: bytes | bytearray) -> str | None:
+def _head_method(data: bytes | bytearray) -> str | None:
     """``HEAD`` if ``data`` begins a HEAD request, whatever is wrong with the
     rest: a HEAD client reads no body, error pages included (RFC 9110 §9.3.2)."""
     return "HEAD" if data.startswith(b"HEAD ") else None
