@@ -25,6 +25,7 @@ from typing import NoReturn, TextIO
 
 from bench import client, peer_servers, report, screenshot, servers
 from bench.client import BadTarget, Endpoint
+from bench.cpu import CpuMeter, listening_pid
 from bench.footprint import FootprintWatch
 from bench.idle import IDLE_CONNECTIONS, idle_growth
 from bench.model import DESIGNS, EDITIONS
@@ -424,19 +425,22 @@ class Subject:
     details: str
     started: bool
     pid: int | None = None
-    """The process the bench started, whose /proc it reads (None: a target)."""
+    """The server's process, whose /proc the bench reads: the one it started,
+    or a target's listening process on this machine (None: not found)."""
 
 
 def _subjects(plan: Plan, launched: dict[str, servers.LaunchedServer]) -> list[Subject]:
-    """The editions started, then the targets, in the order given."""
+    """The editions started, then the targets, in the order given; a target
+    on loopback with the pid of the process listening on its port, if found."""
     chosen = []
     for name in plan.editions:
         server = launched[name]
         assert server.endpoint is not None  # launched() guarantees it
         chosen.append(Subject(name, server.endpoint, server.details, True, server.pid))
-    chosen.extend(
-        Subject(t.name, t.endpoint, "target", started=False) for t in plan.targets
-    )
+    for target in plan.targets:
+        local = target.endpoint.loopback
+        pid = listening_pid(target.endpoint.port) if local else None
+        chosen.append(Subject(target.name, target.endpoint, "target", False, pid))
     return chosen
 
 
@@ -471,7 +475,9 @@ def latency_main(argv: Sequence[str], stdout: TextIO, progress: Progress) -> int
                 f"{name}: {settings.concurrency} x GET /sleep + GET / at "
                 f"{settings.rate:g}/s (time limit {settings.time_limit():g} s)"
             )
-            watch = None if subject.pid is None else FootprintWatch(subject.pid)
+            # Only a server it started: a target's peaks are its whole life's.
+            pid = subject.pid if subject.started else None
+            watch = None if pid is None else FootprintWatch(pid)
             run = await run_latency(
                 name,
                 subject.endpoint,
@@ -511,6 +517,17 @@ def _peer_rss(peers: bool, wrk: str | None) -> dict[str, float | None]:
     return {}
 
 
+def _metered(
+    measure: Callable[[Load], ThroughputRun], load: Load, pid: int | None
+) -> ThroughputRun:
+    """``measure(load)``, charged the CPU that ``pid`` (the server) and its
+    descendants spent between just before the load and just after it."""
+    meter = CpuMeter(pid)
+    meter.start()
+    run = measure(load)
+    return run.with_cpu(meter.stop())
+
+
 def _run_peers(
     measure: Callable[[Load], ThroughputRun],
     *,
@@ -547,7 +564,7 @@ def _run_peers(
                         f"{peer.name}: {workload.value}, {mode}, "
                         f"{connections} connections"
                     )
-                    runs.append(measure(load))
+                    runs.append(_metered(measure, load, running.pid))
                 rss[peer.name] = peer_servers.rss_mib(running.pid)
 
 
@@ -666,6 +683,13 @@ class _Round:
         name = subject.name
         label = name if count == 1 else f"{name}-{count}p"
         client.run(functools.partial(_warm_up, name, subject.endpoint))
+        if not subject.started:  # its process found by its port, if local
+            port = subject.endpoint.port
+            progress.phase(
+                f"{name}: no process here listens on port {port}: no CPU figure"
+                if subject.pid is None
+                else f"{name}: CPU read from pid {subject.pid}, listening on {port}"
+            )
         runs = []
         for workload, mode in itertools.product(args.workload, MODES):
             load = Load(
@@ -682,9 +706,12 @@ class _Round:
                 f"{label}: {workload.value}, {mode}, {connections} "
                 f"connections, {seconds:g} s ({self.tool})"
             )
-            run = self.measure(load)
-            rate = run.requests_per_second
-            progress.phase(f"{label}: {workload.value}, {mode}: {rate:.0f} req/s")
+            run = _metered(self.measure, load, subject.pid)
+            rate, cpu = run.requests_per_second, run.cpu_us_per_request
+            per_request = "" if cpu is None else f", {cpu:.1f} µs CPU/req"
+            progress.phase(
+                f"{label}: {workload.value}, {mode}: {rate:.0f} req/s{per_request}"
+            )
             runs.append(run)
         return runs
 

@@ -146,7 +146,8 @@ class PeerBuildError(Exception):
     """A compiled peer could not be built."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port nothing on 127.0.0.1 listens on now (a peer is told to use it)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -209,7 +210,7 @@ def launched(
 def _started(
     peer: Peer, program: Path | None, on_event: Callable[[str], None]
 ) -> Iterator[RunningPeer | None]:
-    port = _free_port()
+    port = free_port()
     root = Path(__file__).resolve().parent.parent
     process = subprocess.Popen(
         peer.argv(port, program),
@@ -247,10 +248,11 @@ def ratio_table(
     head = (
         f"{'peer':<17} {'workload':<8} {'connection':<10} {'peer req/s':>10} "
         f"{'ours':<9} "
-        f"{'our req/s':>9} {'ratio':>6} {'peer p99':>9} {'our p99':>9}"
+        f"{'our req/s':>9} {'ratio':>6} {'peer p99':>9} {'our p99':>9} {'CPU':>6}"
     )
     lines = [
         "Ours / peer, same wrk load and workload, same run (ratio > 1: ours is faster)",
+        "CPU: our server CPU per request over the peer's (< 1: ours needs less)",
         "",
         head,
         "-" * len(head),
@@ -271,7 +273,8 @@ def ratio_table(
             f"{peer.name:<17} {workload.value:<8} {mode:<10} "
             f"{theirs.requests_per_second:>10.0f} "
             f"{ours.name:<9} {ours.requests_per_second:>9.0f} {ratio:>5.2f}x "
-            f"{_ms(theirs.p99):>9} {_ms(ours.p99):>9}"
+            f"{_ms(theirs.p99):>9} {_ms(ours.p99):>9} "
+            f"{_cpu_ratio(ours, theirs):>6}"
         )
     if any(run.name == "rust-book" for run in runs):
         lines += ["", RUST_BOOK_NOTE]
@@ -288,6 +291,12 @@ def ratio_table(
             for name, mib in idle.items()
         ]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_ratio(ours: ThroughputRun, theirs: ThroughputRun) -> str:
+    """Our CPU per request over the peer's, ``-`` when either is unknown."""
+    mine, peer = ours.cpu_us_per_request, theirs.cpu_us_per_request
+    return "-" if mine is None or not peer else f"{mine / peer:.2f}x"
 
 
 def _ms(seconds: float | None) -> str:

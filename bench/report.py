@@ -124,8 +124,12 @@ def _error_kinds(run: EditionRun) -> list[str]:
 _THROUGHPUT_HEAD = (
     f"{'edition':<11} {'workload':<8} {'connection':<10} {'client':<8} {'conns':>5} "
     f"{'requests':>9} {'errors':>6} {'req/s':>9} "
-    f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+    f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'CPU µs/req':>10}"
 )
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def throughput_table(runs: Sequence[ThroughputRun]) -> str:
@@ -134,6 +138,8 @@ def throughput_table(runs: Sequence[ThroughputRun]) -> str:
         "GET / (the hello page) as fast as the client can, per edition and"
         " workload (same: one identical request, the cache-friendly best case;"
         " varied: every head differs; browser: Chromium's head)",
+        "CPU µs/req: the server's user + system CPU (its child processes' too)"
+        " over the load, per request answered (req/s x seconds)",
         "",
         _THROUGHPUT_HEAD,
         "-" * len(_THROUGHPUT_HEAD),
@@ -142,7 +148,8 @@ def throughput_table(runs: Sequence[ThroughputRun]) -> str:
         f"{run.label:<11} {run.workload.value:<8} {run.mode:<10} {run.client:<8} "
         f"{run.connections:>5} "
         f"{run.requests:>9} {run.errors:>6} {run.requests_per_second:>9.0f} "
-        f"{_ms(run.p50):>8} {_ms(run.p90):>8} {_ms(run.p99):>8} {_ms(run.max):>8}"
+        f"{_ms(run.p50):>8} {_ms(run.p90):>8} {_ms(run.p99):>8} {_ms(run.max):>8} "
+        f"{_us(run.cpu_us_per_request):>10}"
         for run in runs
     )
     return "\n".join(lines) + "\n"

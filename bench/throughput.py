@@ -62,11 +62,28 @@ class ThroughputRun:
     """The fixed rate offered (``--rate``); None for a closed-loop run."""
     rounds: int = 1
     """Runs this row is the median of (``--rounds``)."""
+    cpu_us_per_request: float | None = None
+    """The server's CPU (user + system, its child processes' too) over the
+    load, in µs per request answered (:meth:`with_cpu`); in a row merged from
+    rounds, the median of theirs. None: not read (not Linux, or a target not
+    found on this machine) or nothing answered."""
 
     @property
     def label(self) -> str:
         """``threaded``, or ``threaded-2p`` when it ran with ``--processes 2``."""
         return self.name if self.processes == 1 else f"{self.name}-{self.processes}p"
+
+    def with_cpu(self, cpu_seconds: float | None) -> ThroughputRun:
+        """This run, charged ``cpu_seconds`` of server CPU over the requests
+        its req/s counts (req/s x seconds): the built-in client's successes,
+        every response wrk read. Not requests - errors: wrk counts a read
+        error when a server closes after its answer (the Rust book's server,
+        http.server with Connection: close), and the answer still cost CPU."""
+        answered = self.requests_per_second * self.seconds
+        if cpu_seconds is None or answered <= 0:
+            return dataclasses.replace(self, cpu_us_per_request=None)
+        per_request = cpu_seconds / answered * 1e6
+        return dataclasses.replace(self, cpu_us_per_request=per_request)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -83,6 +100,7 @@ class ThroughputRun:
             "requests_per_second": self.requests_per_second,
             "offered_per_second": self.offered,
             "rounds": self.rounds,
+            "cpu_us_per_request": self.cpu_us_per_request,
             "latency_s": {
                 "p50": self.p50,
                 "p90": self.p90,
@@ -100,8 +118,9 @@ def _median(values: list[float | None]) -> float | None:
 
 def median_of_rounds(rounds: Sequence[Sequence[ThroughputRun]]) -> list[ThroughputRun]:
     """One row per measurement made in every round (same server, workload,
-    mode and client): its req/s and each latency the median of the rounds',
-    its requests, errors and seconds their sums, in the first round's order."""
+    mode and client): its req/s, each latency and its CPU per request the
+    median of the rounds', its requests, errors and seconds their sums, in the
+    first round's order."""
     groups: dict[tuple[object, ...], list[ThroughputRun]] = {}
     for runs in rounds:
         seen: dict[tuple[object, ...], int] = {}
@@ -127,6 +146,7 @@ def median_of_rounds(rounds: Sequence[Sequence[ThroughputRun]]) -> list[Throughp
                 p999=_median([run.p999 for run in same]),
                 max=_median([run.max for run in same]),
                 rounds=len(same),
+                cpu_us_per_request=_median([run.cpu_us_per_request for run in same]),
             )
         )
     return merged

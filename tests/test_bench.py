@@ -59,15 +59,22 @@ TABLE_ROW = re.compile(
 )
 
 
-def bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``python -m bench ARGS`` as a user would run it, from the checkout."""
+def bench(
+    *args: str,
+    timeout: float = 60,
+    module: str = "bench",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m bench ARGS`` (or another ``module``) as a user would run
+    it, from the checkout."""
     return subprocess.run(
-        [sys.executable, "-m", "bench", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        env=env,
         check=False,
     )
 
