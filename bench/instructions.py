@@ -311,13 +311,19 @@ def _workloads(text: str) -> tuple[Workload, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     known = builtin_servers()
-    parser = _Parser(prog=PROG, description=__doc__, formatter_class=DefaultsHelp)
+    parser = _Parser(
+        prog=PROG,
+        description="What a request costs a server in user-space instructions, "
+        "counted by valgrind's callgrind: two runs of FEW and MANY requests, "
+        "one after another, the difference over MANY - FEW.",
+        formatter_class=DefaultsHelp,
+    )
     add = parser.add_argument
     add(
         "--servers",
         default="bare-protocol,bare-streams,asyncio",
         metavar="LIST",
-        help=f"this checkout's servers to count, comma-separated: {', '.join(known)}",
+        help=f"the servers to count, comma-separated: {', '.join(known)}",
     )
     add(
         "--checkout",
@@ -327,21 +333,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=DIR",
         help="also count the asyncio edition of the checkout in DIR, e.g. the "
         "retired Protocol edition: git worktree add ../protocol 7866d75 "
-        "(repeatable)",
+        "(repeatable) (default: none)",
     )
     add(
         "--workload",
         type=_workloads,
-        default=WORKLOADS,
+        default=",".join(workload.value for workload in WORKLOADS),
         metavar="LIST",
         help="same (wrk's identical head, which the caches answer), "
         "varied (every head its own target and X-Request-Id)",
     )
-    add("--mode", type=_modes, default=MODES, metavar="LIST", help="close,keep-alive")
+    add(
+        "--mode",
+        type=_modes,
+        default=",".join(MODES),
+        metavar="LIST",
+        help="close (a connection per request), keep-alive (one for all)",
+    )
     add(
         "--requests",
         type=_requests,
-        default=(200, 1200),
+        default="200,1200",
         metavar="FEW,MANY",
         help="requests in the first and the second run",
     )
