@@ -123,29 +123,29 @@ def _target(text: str) -> Target:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _editions(text: str) -> tuple[str, ...]:
+def choices_list(text: str, choices: Sequence[str], what: str) -> tuple[str, ...]:
+    """``a,b``: some of ``choices``, each once, in the order given (``what``
+    names one of them in the error: ``an edition``)."""
     names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in DESIGNS]
-    if not names or unknown:
+    if not names or any(name not in choices for name in names):
         raise argparse.ArgumentTypeError(
-            f"{text!r}: choose from {','.join(DESIGNS)} (comma-separated)"
+            f"{text!r}: choose from {','.join(choices)} (comma-separated)"
         )
     if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"{text!r} names an edition twice")
+        raise argparse.ArgumentTypeError(f"{text!r} names {what} twice")
     return names
 
 
-def _workloads(text: str) -> tuple[Workload, ...]:
+def _editions(text: str) -> tuple[str, ...]:
+    return choices_list(text, DESIGNS, "an edition")
+
+
+def workload_list(
+    text: str, allowed: Sequence[Workload] = WORKLOADS
+) -> tuple[Workload, ...]:
     """``same,varied,browser``: the request heads to send, in order."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    known = {workload.value: workload for workload in WORKLOADS}
-    if not names or any(name not in known for name in names):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: choose from {','.join(known)} (comma-separated)"
-        )
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"{text!r} names a workload twice")
-    return tuple(known[name] for name in names)
+    names = [workload.value for workload in allowed]
+    return tuple(Workload(name) for name in choices_list(text, names, "a workload"))
 
 
 MAX_PROCESSES = 64
@@ -167,7 +167,7 @@ def _process_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and still exit status 2)."""
 
     def error(self, message: str) -> NoReturn:
@@ -215,7 +215,7 @@ def _common(
 
 
 def build_latency_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="Latency of GET /sleep and GET / under the chapter's three "
         "designs (a thread pool, a thread per connection, an event loop), side by "
@@ -252,7 +252,7 @@ def build_latency_parser() -> argparse.ArgumentParser:
 
 
 def build_throughput_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=f"{PROG} throughput",
         description="Hello-page requests per second per edition, with keep-alive "
         "and with Connection: close; wrk when it is on PATH.",
@@ -269,7 +269,7 @@ def build_throughput_parser() -> argparse.ArgumentParser:
     )
     add(
         "--workload",
-        type=_workloads,
+        type=workload_list,
         default=WORKLOADS,
         metavar="LIST",
         help="request heads to send, each measured on its own: same (one "

@@ -32,14 +32,15 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TextIO
 
-from bench.peer_servers import PEERS, Peer, free_port, installed
-from bench.servers import LaunchedServer
+from bench.cli import OneLineParser, UsageError, choices_list, workload_list
+from bench.model import ASYNCIO, THREADED
+from bench.peer_servers import PEERS, Peer, free_port, installed, wait_answering
+from bench.servers import LaunchedServer, ServerSettings
 from bench.workloads import Workload, request_head
 from common.runtime.cli import DefaultsHelp
 
@@ -67,10 +68,6 @@ class InstructionsError(RuntimeError):
     """A server did not start, answer or stop as it should; one line."""
 
 
-class UsageError(Exception):
-    """Bad input: one line, exit status 2."""
-
-
 @dataclass(frozen=True, slots=True)
 class Server:
     """How to start one server to count: its command and where it runs."""
@@ -88,16 +85,19 @@ class Server:
         return list(self.argv) if self.peer is None else self.peer.argv(port)
 
 
+def _edition_argv(edition: str) -> tuple[str, ...]:
+    """An edition's command as the other benches start it (``--port 0``)."""
+    return tuple(ServerSettings(sleep_seconds=1.0, workers=4).argv(edition))
+
+
 def builtin_servers() -> dict[str, Server]:
     """The servers this checkout can start, by name."""
-    python = sys.executable
-    address = ("--host", "127.0.0.1", "--port", "0", "--no-access-log")
-    bare = (python, "-m", "bench.peers.bare_asyncio")
+    bare = (sys.executable, "-m", "bench.peers.bare_asyncio")
     servers = {
         "bare-protocol": Server("bare-protocol", (*bare, "protocol", "0")),
         "bare-streams": Server("bare-streams", (*bare, "streams", "0")),
-        "asyncio": Server("asyncio", (python, "-m", "asyncio_server", *address)),
-        "threaded": Server("threaded", (python, "-m", "threaded", *address)),
+        ASYNCIO: Server(ASYNCIO, _edition_argv(ASYNCIO)),
+        THREADED: Server(THREADED, _edition_argv(THREADED)),
     }
     for peer in PEERS:
         if peer.name in COUNTED_PEERS:
@@ -113,9 +113,7 @@ def checkout_server(text: str) -> Server:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=DIR")
     if not (root / "asyncio_server" / "__main__.py").is_file():
         raise argparse.ArgumentTypeError(f"{folder}: no asyncio_server/ there")
-    address = ("--host", "127.0.0.1", "--port", "0", "--no-access-log")
-    argv = (sys.executable, "-m", "asyncio_server", *address)
-    return Server(name, argv, root.resolve())
+    return Server(name, _edition_argv(ASYNCIO), root.resolve())
 
 
 def total_instructions(callgrind_output: bytes) -> int:
@@ -192,18 +190,6 @@ def send_requests(
 # -- one count -------------------------------------------------------------------
 
 
-def _wait_answering(port: int, launched: LaunchedServer) -> None:
-    """Until a peer answers a request (that both runs send alike), bounded."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline and launched.process.poll() is None:
-        with contextlib.suppress(InstructionsError):  # not listening yet
-            send_requests(port, 1, "close", Workload.SAME)
-            return
-        time.sleep(0.2)
-    why = launched.last_words()
-    raise InstructionsError(f"{launched.edition} did not start: {why}")
-
-
 @contextlib.contextmanager
 def _under_callgrind(server: Server, output: Path) -> Iterator[int]:
     """Start ``server`` under callgrind, yield its port; stop it with SIGTERM
@@ -230,11 +216,14 @@ def _under_callgrind(server: Server, output: Path) -> Iterator[int]:
     launched = LaunchedServer(server.name, process)
     try:
         threading.Thread(target=launched.drain, daemon=True).start()
-        if server.peer is not None:
-            _wait_answering(port, launched)
-        elif launched.listening.wait(START_TIMEOUT) and launched.endpoint:
-            port = launched.endpoint.port
-        else:
+        # Ours say which port they got; a peer, told its port, is polled
+        # with a request (which both runs send alike).
+        if server.peer is None:
+            launched.listening.wait(START_TIMEOUT)
+            port = launched.endpoint.port if launched.endpoint else 0
+        elif not wait_answering(port, process, START_TIMEOUT):
+            port = 0
+        if not port:
             why = launched.last_words()
             raise InstructionsError(f"{server.name} did not start: {why}")
         yield port
@@ -280,11 +269,6 @@ def measure(server: Server, load: Load, few: int, many: int) -> float:
 # -- the command line -------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def _requests(text: str) -> tuple[int, int]:
     few, _, many = text.partition(",")
     if not (few.isdigit() and many.isdigit() and 0 < int(few) < int(many)):
@@ -295,23 +279,16 @@ def _requests(text: str) -> tuple[int, int]:
 
 
 def _modes(text: str) -> tuple[str, ...]:
-    chosen = tuple(text.split(","))
-    if not chosen or not set(chosen) <= set(MODES):
-        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(MODES)}")
-    return chosen
+    return choices_list(text, MODES, "a mode")
 
 
 def _workloads(text: str) -> tuple[Workload, ...]:
-    names = [workload.value for workload in WORKLOADS]
-    chosen = text.split(",")
-    if not set(chosen) <= set(names):
-        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(names)}")
-    return tuple(Workload(name) for name in chosen)
+    return workload_list(text, WORKLOADS)
 
 
 def build_parser() -> argparse.ArgumentParser:
     known = builtin_servers()
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="What a request costs a server in user-space instructions, "
         "counted by valgrind's callgrind: two runs of FEW and MANY requests, "

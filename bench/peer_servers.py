@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.client import Endpoint
 from bench.footprint import kib_to_mib, read_status
@@ -154,13 +155,15 @@ def free_port() -> int:
         return port
 
 
-def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> bool:
-    """Poll until the peer answers a ``GET /`` (bounded by START_TIMEOUT).
+def wait_answering(
+    port: int, process: subprocess.Popen[Any], timeout: float = START_TIMEOUT
+) -> bool:
+    """Poll until the peer answers a ``GET /`` (bounded by ``timeout``).
 
     A whole request, not a bare connect: the book's server panics in a worker
     on a connection that closes before its request line, and loses the worker.
     """
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         with (
             contextlib.suppress(OSError),
@@ -221,7 +224,7 @@ def _started(
         start_new_session=True,
     )
     try:
-        if not _wait_listening(port, process):
+        if not wait_answering(port, process):
             on_event(f"{peer.name}: did not start; skipped")
             yield None
         else:
