@@ -6,7 +6,7 @@ user-space instructions a process executes instead: the same for the same
 program and input whatever else the machine is doing. Each server is
 started twice under callgrind (``--port 0``), warmed up, sent FEW and then
 MANY requests one after another (wrk's identical head, or heads that
-all differ), and stopped with
+all differ; or over ``--concurrency N`` connections at once), and stopped with
 SIGTERM (its graceful exit, after which callgrind writes its totals). The
 difference of the two totals over MANY - FEW is one request's cost: the
 start-up, the warm-up and the shutdown cancel out. The kernel's share
@@ -58,6 +58,8 @@ COUNTED_PEERS = ("uvicorn", "aiohttp")
 START_TIMEOUT = 120.0
 """Seconds for a server to start under valgrind (Python's start-up is slow there)."""
 REPLY_TIMEOUT = 60.0
+MAX_CONCURRENCY = 1000
+"""The most senders at once (a thread each, in this process)."""
 STOP_TIMEOUT = 120.0
 _ROOT = Path(__file__).resolve().parent.parent
 _TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
@@ -158,10 +160,17 @@ def _receive(sock: socket.socket, buffer: bytearray) -> None:
 
 
 def send_requests(
-    port: int, count: int, mode: str, workload: Workload, first: int = 0
+    port: int,
+    count: int,
+    mode: str,
+    workload: Workload,
+    *,
+    first: int = 0,
+    client: int = 0,
 ) -> None:
     """``count`` requests one after another, numbered from ``first``: a
-    connection each, or one for all."""
+    connection each, or one for all. ``client``: which of several sending
+    at once (:func:`send_concurrently`) this is."""
     close = mode == "close"
     host = f"127.0.0.1:{port}"
     connection: socket.socket | None = None
@@ -169,7 +178,7 @@ def send_requests(
     try:
         for number in range(first, first + count):
             head = request_head(
-                workload, host, number=number, connection=0, close=close
+                workload, host, number=number, connection=client, close=close
             )
             if connection is None:
                 connection = socket.create_connection(
@@ -185,6 +194,34 @@ def send_requests(
     finally:
         if connection is not None:
             connection.close()
+
+
+def send_concurrently(
+    port: int, count: int, mode: str, workload: Workload, clients: int
+) -> None:
+    """``count`` requests from ``clients`` senders at once (wrk's ``-c``),
+    each sending its share one after another, all numbered apart: the server
+    then has several connections ready at each turn of its loop, as under a
+    load generator, not one."""
+    shares = [count // clients + (index < count % clients) for index in range(clients)]
+    starts = [sum(shares[:index]) for index in range(clients)]
+    errors: list[InstructionsError] = []
+
+    def send(index: int) -> None:
+        try:
+            send_requests(
+                port, shares[index], mode, workload, first=starts[index], client=index
+            )
+        except InstructionsError as error:
+            errors.append(error)
+
+    senders = [threading.Thread(target=send, args=(index,)) for index in range(clients)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()  # each is bounded: its share, each reply within REPLY_TIMEOUT
+    if errors:
+        raise errors[0]
 
 
 # -- one count -------------------------------------------------------------------
@@ -241,6 +278,8 @@ class Load:
 
     workload: Workload
     mode: str
+    clients: int = 1
+    """Senders at once (``--concurrency``)."""
 
     @property
     def label(self) -> str:
@@ -252,8 +291,8 @@ def count(server: Server, load: Load, requests: int, folder: Path) -> int:
     having been sent the warm-up and then ``requests`` requests."""
     output = folder / f"{server.name}.{requests}.out"
     with _under_callgrind(server, output) as port:
-        send_requests(port, WARM_UP, load.mode, load.workload, WARM_UP_NUMBERS)
-        send_requests(port, requests, load.mode, load.workload)
+        send_requests(port, WARM_UP, load.mode, load.workload, first=WARM_UP_NUMBERS)
+        send_concurrently(port, requests, load.mode, load.workload, load.clients)
     return total_instructions(output.read_bytes())
 
 
@@ -276,6 +315,14 @@ def _requests(text: str) -> tuple[int, int]:
             f"{text!r} is not FEW,MANY (whole numbers, 0 < FEW < MANY)"
         )
     return int(few), int(many)
+
+
+def _concurrency(text: str) -> int:
+    if not (text.isdigit() and 1 <= int(text) <= MAX_CONCURRENCY):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number from 1 to {MAX_CONCURRENCY}"
+        )
+    return int(text)
 
 
 def _modes(text: str) -> tuple[str, ...]:
@@ -334,6 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FEW,MANY",
         help="requests in the first and the second run",
     )
+    add(
+        "--concurrency",
+        type=_concurrency,
+        default="1",
+        metavar="N",
+        help="connections sending at once (wrk's -c), each its share of the "
+        "requests one after another; 1: one request at a time",
+    )
     return parser
 
 
@@ -370,13 +425,22 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     try:
         args = build_parser().parse_args(argv)
         servers = _chosen(args)
+        few, many = args.requests
+        if args.concurrency > few:
+            raise UsageError(
+                f"--concurrency {args.concurrency} is more than FEW ({few})"
+            )
         if shutil.which("valgrind") is None:
             raise UsageError(INSTALL_VALGRIND)
     except UsageError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
-    few, many = args.requests
-    loads = [Load(workload, mode) for workload in args.workload for mode in args.mode]
+    clients = args.concurrency
+    loads = [
+        Load(workload, mode, clients)
+        for workload in args.workload
+        for mode in args.mode
+    ]
     rows: dict[str, dict[str, float]] = {}
     try:
         for server in servers:
@@ -391,9 +455,12 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
         return 1
     except KeyboardInterrupt:
         return 130
+    sent = (
+        "one after another" if clients == 1 else f"over {clients} connections at once"
+    )
     out.write(
-        "Instructions per request (callgrind, user space; "
-        f"{few} then {many} requests one after another):\n"
+        f"Instructions per request (callgrind, user space; {few} then {many} "
+        f"requests {sent}):\n"
     )
     out.write(table(rows, [load.label for load in loads]))
     return 0

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from bench.instructions import (
     InstructionsError,
     per_request,
     read_reply,
+    send_concurrently,
     send_requests,
     table,
     total_instructions,
@@ -117,6 +119,52 @@ def test_a_reply_other_than_200_is_an_error() -> None:
             read_reply(ours, bytearray())
 
 
+def test_concurrent_senders_share_the_requests_over_connections_open_at_once() -> None:
+    """--concurrency 4: every request sent once, numbered apart, over four
+    keep-alive connections that are all open before any is answered."""
+    clients, count = 4, 10
+    targets: list[tuple[int, bytes]] = []  # (connection, target), as received
+    everyone_connected = threading.Barrier(clients, timeout=10)
+    lock = threading.Lock()
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+
+    def serve(sock: socket.socket, index: int) -> None:
+        with sock:
+            sock.settimeout(10)
+            everyone_connected.wait()  # no answer until all four are here
+            buffer = b""
+            while chunk := sock.recv(65536):
+                buffer += chunk
+                while b"\r\n\r\n" in buffer:
+                    head, _, buffer = buffer.partition(b"\r\n\r\n")
+                    with lock:
+                        targets.append((index, head.split()[1]))
+                    sock.sendall(reply)
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        port = listener.getsockname()[1]
+        sender = threading.Thread(
+            target=send_concurrently,
+            args=(port, count, "keep-alive", Workload.VARIED, clients),
+        )
+        sender.start()
+        servers = []
+        for index in range(clients):
+            sock, _ = listener.accept()
+            servers.append(threading.Thread(target=serve, args=(sock, index)))
+            servers[-1].start()
+        sender.join(20)
+        for server in servers:
+            server.join(20)
+    assert not sender.is_alive()
+    assert sorted(target for _, target in targets) == sorted(
+        b"/?n=%d" % number for number in range(count)
+    )  # each number once
+    per_connection = Counter(index for index, _ in targets)
+    assert sorted(per_connection.values()) == [2, 2, 3, 3]
+
+
 @pytest.mark.parametrize("mode", ["close", "keep-alive"])
 @pytest.mark.parametrize("workload", [Workload.SAME, Workload.VARIED])
 def test_the_bare_servers_answer_every_request_the_counter_sends(
@@ -138,6 +186,9 @@ def test_the_bare_servers_answer_every_request_the_counter_sends(
         (["--servers", "nginx"], "no server called 'nginx'"),
         (["--requests", "50"], "is not FEW,MANY"),
         (["--requests", "60,50"], "is not FEW,MANY"),
+        (["--concurrency", "0"], "is not a whole number from 1 to 1000"),
+        (["--concurrency", "many"], "is not a whole number from 1 to 1000"),
+        (["--concurrency", "300"], "--concurrency 300 is more than FEW (200)"),
         (["--mode", "slow"], "choose from close,keep-alive"),
         (["--workload", "browser"], "choose from same,varied"),
         (["--checkout", "old=/nonexistent"], "no asyncio_server/ there"),
